@@ -1,0 +1,72 @@
+"""Saving and loading weights: ``config.json`` + ``model.safetensors``.
+
+Our format: ``config.json`` holds ``{"format": "perceiver-io", "model_class": ..., "config": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from perceiver_io.models.base import MODEL_CLASSES, PerceiverModel
+
+__all__ = ["save_pretrained", "from_pretrained", "atomic_write"]
+
+FORMAT = "perceiver-io"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(model: PerceiverModel, directory: str | os.PathLike) -> None:
+    directory = Path(directory)
+    meta = {"format": FORMAT, "model_class": type(model).__name__, "config": model.config.to_dict()}
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_model(model, p))
+    atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+
+
+def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> PerceiverModel:
+    """Load a model directory written by :func:`save_pretrained`; returns it in eval mode."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}")
+    try:
+        meta = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+    if meta.get("format") != FORMAT:
+        if "architectures" in meta:
+            raise NotImplementedError(
+                f"{config_path} is a transformers checkpoint ({meta['architectures']}); importing it is not supported yet"
+            )
+        raise ValueError(f"{config_path} is not a perceiver-io config (missing \"format\": \"{FORMAT}\")")
+    name = meta.get("model_class")
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"{config_path}: unknown model_class {name!r}; known: {sorted(MODEL_CLASSES)}")
+    cls = MODEL_CLASSES[name]
+    model = cls(cls.config_class.from_dict(meta["config"]))
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
+    missing, unexpected = load_model(model, weights, strict=False, device=str(map_location))
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match {name}: missing keys {sorted(missing)}, unexpected {sorted(unexpected)}")
+    return model.eval()

@@ -1,0 +1,139 @@
+"""Write: output queries ``(B, O, E)`` cross-attend to the latents ``(B, N, D)``, then project.
+
+``PerceiverDecoder(config, num_latent_channels)(latents, queries, query_mask, chunk_size)``
+returns ``(B, O, F)``. With ``chunk_size`` the queries are decoded ``chunk_size`` rows at a
+time (each query row is independent of the others), so the attention and MLP activations
+stay bounded however large O is; the result equals unchunked decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from perceiver_io.config import Config
+from perceiver_io.layers.attention import variance_scaling_
+from perceiver_io.layers.blocks import Activation, CrossAttentionBlock
+from perceiver_io.queries import LazyQueries
+from perceiver_io.validation import check_inputs, check_mask
+
+__all__ = ["DecoderConfig", "PerceiverDecoder"]
+
+
+@dataclass
+class DecoderConfig(Config):
+    """Decoder hyperparameters; defaults are the official ``BasicDecoder``'s.
+
+    ``num_output_channels=None`` means no final projection (``final_project=False``).
+    """
+
+    num_query_channels: int = 1024
+    num_output_channels: int | None = None
+    num_heads: int = 1
+    num_qk_channels: int | None = None
+    num_v_channels: int | None = None
+    shape_for_attention: str = "kv"
+    widening_factor: int = 1
+    use_query_residual: bool = False
+    activation: Activation = "gelu_tanh"
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    output_init: str = "variance_scaling"
+
+    def validate(self) -> None:
+        self._positive("num_query_channels", "num_heads", "widening_factor")
+        self._positive("num_output_channels", "num_qk_channels", "num_v_channels", allow_none=True)
+        self._one_of("shape_for_attention", ("kv", "q"))
+        self._one_of("activation", ("gelu", "gelu_tanh", "relu", "squared_relu"))
+        self._one_of("output_init", ("variance_scaling", "zeros"))
+        self._probability("dropout", "attention_dropout")
+        self._divisible("num_qk_channels", self.num_qk_channels, "num_heads")
+        self._divisible("num_v_channels", self.num_v_channels, "num_heads")
+
+
+class PerceiverDecoder(nn.Module):
+    """Queries ``(B, O, E)`` × latents ``(B, N, D)`` -> outputs ``(B, O, F)``."""
+
+    def __init__(self, config: DecoderConfig, num_latent_channels: int) -> None:
+        super().__init__()
+        c = config
+        self.config = config
+        self.num_latent_channels = num_latent_channels
+        self.cross_attention = CrossAttentionBlock(
+            num_q_input_channels=c.num_query_channels,
+            num_kv_input_channels=num_latent_channels,
+            num_heads=c.num_heads,
+            num_qk_channels=c.num_qk_channels,
+            num_v_channels=c.num_v_channels,
+            shape_for_attention=c.shape_for_attention,  # type: ignore[arg-type]
+            widening_factor=c.widening_factor,
+            use_query_residual=c.use_query_residual,
+            activation=c.activation,
+            dropout=c.dropout,
+            attention_dropout=c.attention_dropout,
+        )
+        self.projection: nn.Module = nn.Identity()
+        if c.num_output_channels is not None:
+            self.projection = nn.Linear(c.num_query_channels, c.num_output_channels)
+            nn.init.zeros_(self.projection.bias)
+            if c.output_init == "zeros":
+                nn.init.zeros_(self.projection.weight)
+            else:
+                variance_scaling_(self.projection.weight)
+
+    @property
+    def num_output_channels(self) -> int:
+        return self.config.num_output_channels or self.config.num_query_channels
+
+    def _decode(self, latents: Tensor, queries: Tensor) -> Tensor:
+        return self.projection(self.cross_attention(queries, latents))
+
+    def forward(
+        self,
+        latents: Tensor,
+        queries: Tensor | LazyQueries,
+        query_mask: Tensor | None = None,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        """Decode ``queries`` (a tensor or :class:`LazyQueries`) against ``latents``.
+
+        Args:
+            latents: ``(B, N, D)``.
+            queries: ``(B, O, E)``, or lazily built queries for huge O.
+            query_mask: ``(B, O)`` bool; ``False`` rows give zero outputs.
+            chunk_size: decode at most this many queries at once (``None``: all at once).
+        """
+        check_inputs(latents, None, self.num_latent_channels, name="latents")
+        batch_size = latents.shape[0]
+        if isinstance(queries, LazyQueries):
+            num_queries = queries.num_queries
+            get = queries.build
+        else:
+            check_inputs(queries, None, self.config.num_query_channels, name="queries")
+            num_queries = queries.shape[1]
+            get = lambda s, e: queries[:, s:e]  # noqa: E731
+        check_mask("query_mask", query_mask, batch_size, num_queries)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+
+        if chunk_size is None or chunk_size >= num_queries:
+            out = self._decode(latents, get(0, num_queries))
+        elif torch.is_grad_enabled():
+            out = torch.cat(
+                [self._decode(latents, get(s, min(s + chunk_size, num_queries)))
+                 for s in range(0, num_queries, chunk_size)],
+                dim=1,
+            )
+        else:  # inference: write chunks into one preallocated array, no concatenation copy
+            out = None
+            for s in range(0, num_queries, chunk_size):
+                e = min(s + chunk_size, num_queries)
+                piece = self._decode(latents, get(s, e))
+                if out is None:
+                    out = piece.new_empty(batch_size, num_queries, piece.shape[-1])
+                out[:, s:e] = piece
+        if query_mask is not None:
+            out = out.masked_fill(~query_mask[..., None], 0.0)
+        return out

@@ -1,0 +1,138 @@
+"""Output-query builders: learned, Fourier features of a grid, or the inputs themselves.
+
+A builder makes the query array ``(B, O, E)`` that the decoder cross-attends from. Every
+builder can produce
+
+* all queries: ``builder(batch_size, inputs=...)``;
+* a random subset for training, at flat indices: ``builder(batch_size, indices=idx)``;
+* a contiguous chunk of the full set: ``builder.chunk(batch_size, start, end)``, so that the
+  decoder can build and decode huge query sets (every pixel of a video) piece by piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, fourier_features
+
+__all__ = ["QueryBuilder", "LearnedQueries", "FourierQueries", "InputQueries", "LazyQueries"]
+
+
+@dataclass
+class LazyQueries:
+    """Queries ``(B, O, E)`` that are built chunk by chunk: ``build(start, end) -> (B, end-start, E)``."""
+
+    batch_size: int
+    num_queries: int
+    build: Callable[[int, int], Tensor]
+
+
+class QueryBuilder(nn.Module):
+    """Base class. ``num_channels`` is the query width E."""
+
+    num_channels: int
+
+    def num_queries(self, inputs: Tensor | None = None) -> int:
+        raise NotImplementedError
+
+    def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
+        """Rows ``start:end`` of the full query set ``(B, end-start, E)``."""
+        return self(batch_size, inputs=inputs)[:, start:end]
+
+    def lazy(self, batch_size: int, inputs: Tensor | None = None) -> LazyQueries:
+        return LazyQueries(batch_size, self.num_queries(inputs), lambda s, e: self.chunk(batch_size, s, e, inputs))
+
+
+class LearnedQueries(QueryBuilder):
+    """A learned ``(O, E)`` query array (one row for classification, one per position for MLM)."""
+
+    def __init__(self, num_queries: int, num_channels: int, init_scale: float = 0.02) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.embedding = TrainablePositionEncoding(num_queries, num_channels, init_scale)
+
+    def num_queries(self, inputs: Tensor | None = None) -> int:
+        return self.embedding.num_positions
+
+    def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        return self.embedding(batch_size, indices)
+
+    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
+        return self.embedding.embeddings[start:end].unsqueeze(0).expand(batch_size, -1, -1)
+
+
+class FourierQueries(QueryBuilder):
+    """Fourier features of the output grid ``index_dims``: one query per output point.
+
+    Full decoding uses the grid positions ``linspace(-1, 1, n)``; subsampled decoding
+    (``indices``) uses the official ``-1 + 2·i/n`` formula.
+    """
+
+    def __init__(
+        self,
+        index_dims: Sequence[int],
+        num_bands: int,
+        max_resolution: Sequence[int] | None = None,
+        concat_pos: bool = True,
+        sine_only: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoding = FourierPositionEncoding(index_dims, num_bands, max_resolution, concat_pos, sine_only)
+        self.num_channels = self.encoding.num_channels
+
+    def num_queries(self, inputs: Tensor | None = None) -> int:
+        n = 1
+        for d in self.encoding.index_dims:
+            n *= d
+        return n
+
+    def _device(self, inputs: Tensor | None):
+        return inputs.device if inputs is not None else None
+
+    def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        return self.encoding(batch_size, indices=indices, device=self._device(inputs))
+
+    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
+        device = self._device(inputs)
+        idx = torch.arange(start, end, device=device)
+        # grid positions (linspace formula) of flat indices start..end-1
+        coords, rest = [], idx
+        for n in reversed(self.encoding.index_dims):
+            coords.append(rest % n)
+            rest = torch.div(rest, n, rounding_mode="floor")
+        dims = torch.tensor(self.encoding.index_dims, device=device, dtype=torch.float32)
+        pos = -1.0 + 2.0 * torch.stack(coords[::-1], -1).float() / (dims - 1).clamp(min=1)
+        pos = torch.where(dims == 1, torch.full_like(pos, -1.0), pos)  # linspace(-1, 1, 1) == [-1]
+        feats = fourier_features(pos, self.encoding.num_bands, self.encoding.max_resolution,
+                                 self.encoding.concat_pos, self.encoding.sine_only)
+        return feats.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+class InputQueries(QueryBuilder):
+    """The (preprocessed) inputs ``(B, M, C)`` are the queries, one output per input (optical flow)."""
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+
+    def _require(self, inputs: Tensor | None) -> Tensor:
+        if inputs is None:
+            raise ValueError("InputQueries needs the inputs: pass inputs=(B, M, C)")
+        return inputs
+
+    def num_queries(self, inputs: Tensor | None = None) -> int:
+        return self._require(inputs).shape[1]
+
+    def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        x = self._require(inputs)
+        return x if indices is None else x[:, indices]
+
+    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
+        return self._require(inputs)[:, start:end]
