@@ -53,10 +53,10 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     except json.JSONDecodeError as e:
         raise ValueError(f"{config_path} is not valid JSON: {e}") from None
     if meta.get("format") != FORMAT:
-        if "architectures" in meta:
-            raise NotImplementedError(
-                f"{config_path} is a transformers checkpoint ({meta['architectures']}); importing it is not supported yet"
-            )
+        if "architectures" in meta:  # a transformers checkpoint directory
+            from perceiver_io.checkpoints.transformers import load_transformers_checkpoint
+
+            return load_transformers_checkpoint(directory).to(map_location)
         raise ValueError(f"{config_path} is not a perceiver-io config (missing \"format\": \"{FORMAT}\")")
     name = meta.get("model_class")
     if name not in MODEL_CLASSES:
