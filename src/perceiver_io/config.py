@@ -52,9 +52,7 @@ class Config:
     def _divisible(self, name: str, value: int | None, heads_name: str) -> None:
         heads = getattr(self, heads_name)
         if value is not None and value % heads != 0:
-            raise ConfigError(
-                f"{type(self).__name__}.{name} ({value}) must be divisible by {heads_name} ({heads})"
-            )
+            raise ConfigError(f"{type(self).__name__}.{name} ({value}) must be divisible by {heads_name} ({heads})")
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

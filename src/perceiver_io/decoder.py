@@ -122,8 +122,10 @@ class PerceiverDecoder(nn.Module):
             out = self._decode(latents, get(0, num_queries))
         elif torch.is_grad_enabled():
             out = torch.cat(
-                [self._decode(latents, get(s, min(s + chunk_size, num_queries)))
-                 for s in range(0, num_queries, chunk_size)],
+                [
+                    self._decode(latents, get(s, min(s + chunk_size, num_queries)))
+                    for s in range(0, num_queries, chunk_size)
+                ],
                 dim=1,
             )
         else:  # inference: write chunks into one preallocated array, no concatenation copy

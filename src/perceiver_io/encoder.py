@@ -53,13 +53,21 @@ class EncoderConfig(Config):
 
     def validate(self) -> None:
         self._positive(
-            "num_latents", "num_latent_channels", "num_blocks", "num_self_attends_per_block",
-            "num_cross_attention_heads", "num_self_attention_heads",
-            "cross_attention_widening_factor", "self_attention_widening_factor",
+            "num_latents",
+            "num_latent_channels",
+            "num_blocks",
+            "num_self_attends_per_block",
+            "num_cross_attention_heads",
+            "num_self_attention_heads",
+            "cross_attention_widening_factor",
+            "self_attention_widening_factor",
         )
         self._positive(
-            "cross_attention_qk_channels", "cross_attention_v_channels",
-            "self_attention_qk_channels", "self_attention_v_channels", allow_none=True,
+            "cross_attention_qk_channels",
+            "cross_attention_v_channels",
+            "self_attention_qk_channels",
+            "self_attention_v_channels",
+            allow_none=True,
         )
         self._one_of("cross_attention_shape_for_attention", ("kv", "q"))
         self._one_of("activation", ACTIVATIONS)

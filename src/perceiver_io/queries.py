@@ -110,8 +110,13 @@ class FourierQueries(QueryBuilder):
         dims = torch.tensor(self.encoding.index_dims, device=device, dtype=torch.float32)
         pos = -1.0 + 2.0 * torch.stack(coords[::-1], -1).float() / (dims - 1).clamp(min=1)
         pos = torch.where(dims == 1, torch.full_like(pos, -1.0), pos)  # linspace(-1, 1, 1) == [-1]
-        feats = fourier_features(pos, self.encoding.num_bands, self.encoding.max_resolution,
-                                 self.encoding.concat_pos, self.encoding.sine_only)
+        feats = fourier_features(
+            pos,
+            self.encoding.num_bands,
+            self.encoding.max_resolution,
+            self.encoding.concat_pos,
+            self.encoding.sine_only,
+        )
         return feats.unsqueeze(0).expand(batch_size, -1, -1)
 
 

@@ -57,7 +57,7 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             from perceiver_io.checkpoints.transformers import load_transformers_checkpoint
 
             return load_transformers_checkpoint(directory).to(map_location)
-        raise ValueError(f"{config_path} is not a perceiver-io config (missing \"format\": \"{FORMAT}\")")
+        raise ValueError(f'{config_path} is not a perceiver-io config (missing "format": "{FORMAT}")')
     name = meta.get("model_class")
     if name not in MODEL_CLASSES:
         raise ValueError(f"{config_path}: unknown model_class {name!r}; known: {sorted(MODEL_CLASSES)}")
@@ -68,5 +68,7 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
     missing, unexpected = load_model(model, weights, strict=False, device=str(map_location))
     if missing or unexpected:
-        raise ValueError(f"{weights} does not match {name}: missing keys {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise ValueError(
+            f"{weights} does not match {name}: missing keys {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
     return model.eval()

@@ -12,8 +12,17 @@ from perceiver_io.layers.position import (
 )
 
 __all__ = [
-    "MultiHeadAttention", "attend", "attend_reference", "causal_mask",
-    "MLP", "CrossAttentionBlock", "SelfAttentionBlock",
-    "FourierPositionEncoding", "RotaryPositionEmbedding", "TrainablePositionEncoding",
-    "fourier_features", "grid_positions", "index_positions",
+    "MultiHeadAttention",
+    "attend",
+    "attend_reference",
+    "causal_mask",
+    "MLP",
+    "CrossAttentionBlock",
+    "SelfAttentionBlock",
+    "FourierPositionEncoding",
+    "RotaryPositionEmbedding",
+    "TrainablePositionEncoding",
+    "fourier_features",
+    "grid_positions",
+    "index_positions",
 ]

@@ -42,7 +42,9 @@ def make_activation(name: Activation) -> nn.Module:
 class MLP(nn.Sequential):
     """``Linear(C, wf·C) -> activation -> Linear(wf·C, C) -> Dropout``; ``(B, N, C) -> (B, N, C)``."""
 
-    def __init__(self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh", dropout: float = 0.0):
+    def __init__(
+        self, num_channels: int, widening_factor: int = 1, activation: Activation = "gelu_tanh", dropout: float = 0.0
+    ):
         hidden = widening_factor * num_channels
         super().__init__(
             nn.Linear(num_channels, hidden),

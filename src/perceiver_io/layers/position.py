@@ -167,7 +167,9 @@ class RotaryPositionEmbedding(nn.Module):
         if num_rotated_channels % 2:
             raise ValueError(f"num_rotated_channels must be even, got {num_rotated_channels}")
         self.num_rotated_channels = num_rotated_channels
-        inv_freq = max_wavelength ** (-torch.arange(0, num_rotated_channels, 2, dtype=torch.float32) / num_rotated_channels)
+        inv_freq = max_wavelength ** (
+            -torch.arange(0, num_rotated_channels, 2, dtype=torch.float32) / num_rotated_channels
+        )
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:

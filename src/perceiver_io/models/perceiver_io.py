@@ -18,7 +18,7 @@ from perceiver_io.models.base import PerceiverModel
 from perceiver_io.models.registry import register_model
 from perceiver_io.queries import FourierQueries, InputQueries, LazyQueries, LearnedQueries, QueryBuilder
 
-__all__ = ["QueryConfig", "PerceiverIOConfig", "PerceiverIO", "PerceiverIOOutput"]
+__all__ = ["QueryConfig", "PerceiverIOConfig", "PerceiverIOBase", "PerceiverIO", "PerceiverIOOutput"]
 
 
 @dataclass
@@ -56,7 +56,9 @@ class QueryConfig(Config):
         if self.kind == "learned":
             return LearnedQueries(self.num_queries, num_query_channels, self.init_scale)
         if self.kind == "fourier":
-            return FourierQueries(self.index_dims or (), self.num_bands, self.max_resolution, self.concat_pos, self.sine_only)
+            return FourierQueries(
+                self.index_dims or (), self.num_bands, self.max_resolution, self.concat_pos, self.sine_only
+            )
         if self.kind == "inputs":
             return InputQueries(num_input_channels)
         return None
@@ -87,24 +89,19 @@ class PerceiverIOOutput:
     latents: Tensor
 
 
-class PerceiverIO(PerceiverModel):
-    """Perceiver IO on ``(B, M, C)`` inputs; stages are separately callable.
+class PerceiverIOBase(PerceiverModel):
+    """Read -> process -> write, with the stages separately callable.
 
-    >>> model = PerceiverIO(PerceiverIOConfig(num_input_channels=3, ...))
-    >>> latents = model.encode(inputs, input_mask)            # (B, N, D)
-    >>> outputs = model.decode(latents, chunk_size=4096)      # (B, O, F)
+    Subclasses set five modules in ``__init__``: ``input_adapter`` (raw input -> ``(B, M, C)``),
+    ``encoder`` (:class:`PerceiverEncoder`), ``query_builder`` (:class:`QueryBuilder` or None),
+    ``decoder`` (:class:`PerceiverDecoder`) and ``output_adapter`` (``(B, O, F)`` -> result).
     """
 
-    config_class = PerceiverIOConfig
-    config: PerceiverIOConfig
-
-    def __init__(self, config: PerceiverIOConfig) -> None:
-        super().__init__(config)
-        self.input_adapter: nn.Module = nn.Identity()
-        self.encoder = PerceiverEncoder(config.encoder, config.num_input_channels)
-        self.query_builder = config.queries.build(config.num_input_channels, config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels)
-        self.output_adapter: nn.Module = nn.Identity()
+    input_adapter: nn.Module
+    encoder: PerceiverEncoder
+    query_builder: QueryBuilder | None
+    decoder: PerceiverDecoder
+    output_adapter: nn.Module
 
     def encode(self, inputs: Tensor, input_mask: Tensor | None = None) -> Tensor:
         """``inputs (B, M, C)``, ``input_mask (B, M)`` -> latents ``(B, N, D)``."""
@@ -123,7 +120,7 @@ class PerceiverIO(PerceiverModel):
         """Decode ``(B, O, E)`` queries (default: the configured builder's) -> ``(B, O, F)``.
 
         ``query_indices (P,)`` decodes only those output points (subsampled training);
-        ``inputs`` are needed when the inputs are the queries.
+        ``inputs`` (adapted, ``(B, M, C)``) are needed when the inputs are the queries.
         """
         if queries is None:
             queries = self._build_queries(latents.shape[0], inputs, query_indices, chunk_size)
@@ -149,9 +146,30 @@ class PerceiverIO(PerceiverModel):
         chunk_size: int | None = None,
         query_indices: Tensor | None = None,
     ) -> PerceiverIOOutput:
-        latents = self.encode(inputs, input_mask)
-        outputs = self.decode(latents, queries, query_mask, chunk_size, inputs=inputs, query_indices=query_indices)
+        x = self.input_adapter(inputs)
+        latents = self.encoder(x, input_mask)
+        outputs = self.decode(latents, queries, query_mask, chunk_size, inputs=x, query_indices=query_indices)
         return PerceiverIOOutput(outputs=outputs, latents=latents)
+
+
+class PerceiverIO(PerceiverIOBase):
+    """Generic Perceiver IO on ``(B, M, C)`` inputs; stages are separately callable.
+
+    >>> model = PerceiverIO(PerceiverIOConfig(num_input_channels=3, ...))
+    >>> latents = model.encode(inputs, input_mask)            # (B, N, D)
+    >>> outputs = model.decode(latents, chunk_size=4096)      # (B, O, F)
+    """
+
+    config_class = PerceiverIOConfig
+    config: PerceiverIOConfig
+
+    def __init__(self, config: PerceiverIOConfig) -> None:
+        super().__init__(config)
+        self.input_adapter = nn.Identity()
+        self.encoder = PerceiverEncoder(config.encoder, config.num_input_channels)
+        self.query_builder = config.queries.build(config.num_input_channels, config.decoder.num_query_channels)
+        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels)
+        self.output_adapter = nn.Identity()
 
 
 @register_model("perceiver-io-tiny", PerceiverIO)
@@ -160,8 +178,12 @@ def perceiver_io_tiny() -> PerceiverIOConfig:
     return PerceiverIOConfig(
         num_input_channels=32,
         encoder=EncoderConfig(
-            num_latents=16, num_latent_channels=64, num_blocks=2, num_self_attends_per_block=2,
-            num_cross_attention_heads=1, num_self_attention_heads=4,
+            num_latents=16,
+            num_latent_channels=64,
+            num_blocks=2,
+            num_self_attends_per_block=2,
+            num_cross_attention_heads=1,
+            num_self_attention_heads=4,
         ),
         decoder=DecoderConfig(num_query_channels=64, num_output_channels=10, num_heads=1),
         queries=QueryConfig(kind="learned", num_queries=1),

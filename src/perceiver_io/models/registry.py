@@ -19,7 +19,9 @@ __all__ = ["register_model", "create_model", "list_models", "get_config"]
 _REGISTRY: dict[str, tuple[type[PerceiverModel], Callable[[], Config]]] = {}
 
 
-def register_model(name: str, model_class: type[PerceiverModel]) -> Callable[[Callable[[], Config]], Callable[[], Config]]:
+def register_model(
+    name: str, model_class: type[PerceiverModel]
+) -> Callable[[Callable[[], Config]], Callable[[], Config]]:
     def decorator(fn: Callable[[], Config]) -> Callable[[], Config]:
         if name in _REGISTRY:
             raise ValueError(f"model preset {name!r} is already registered")
