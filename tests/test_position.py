@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from perceiver_io.layers.position import (
+    FourierPositionEncoding,
+    RotaryPositionEmbedding,
+    TrainablePositionEncoding,
+    fourier_features,
+    grid_positions,
+    index_positions,
+    num_fourier_channels,
+)
+from perceiver_io.queries import FourierQueries
+
+
+def test_grid_positions_linspace_ij():
+    pos = grid_positions((2, 3))
+    expected = torch.tensor([[-1, -1], [-1, 0], [-1, 1], [1, -1], [1, 0], [1, 1]], dtype=torch.float32)
+    torch.testing.assert_close(pos, expected)
+
+
+def test_fourier_features_by_hand():
+    # grid (2, 3), K = 2 bands, max_resolution (2, 3): bands axis0 = [1, 1], axis1 = [1, 1.5]
+    enc = FourierPositionEncoding((2, 3), num_bands=2)
+    feats = enc(batch_size=1)[0]
+    assert feats.shape == (6, num_fourier_channels(2, 2)) == (6, 10)
+    # point (0, 2): pos (-1, 1); axis-major products [-1, -1, 1, 1.5]
+    s, c = math.sin, math.cos
+    p = math.pi
+    expected = [-1, 1, s(-p), s(-p), s(p), s(1.5 * p), c(-p), c(-p), c(p), c(1.5 * p)]
+    torch.testing.assert_close(feats[2], torch.tensor(expected, dtype=torch.float32), atol=1e-6, rtol=0)
+
+
+def test_fourier_options_and_imagenet_width():
+    assert FourierPositionEncoding((224, 224), 64).num_channels == 258
+    assert FourierPositionEncoding((16, 56, 56), 32).num_channels == 195
+    assert FourierPositionEncoding((30720,), 192).num_channels == 385
+    pos = grid_positions((4, 5))
+    assert fourier_features(pos, 3, (4, 5), concat_pos=False).shape == (20, 12)
+    sine = fourier_features(pos, 3, (4, 5), sine_only=True)
+    assert sine.shape == (20, 2 + 6)
+    torch.testing.assert_close(sine, fourier_features(pos, 3, (4, 5))[:, :8])
+
+
+def test_subsampled_positions_use_official_formula():
+    idx = torch.tensor([0, 5, 7])
+    pos = index_positions(idx, (2, 4))  # (0,0), (1,1), (1,3)
+    expected = torch.tensor([[-1.0, -1.0], [0.0, -0.5], [0.0, 0.5]])  # -1 + 2 i / n
+    torch.testing.assert_close(pos, expected)
+    enc = FourierPositionEncoding((2, 4), 3)
+    torch.testing.assert_close(enc(2, indices=idx)[1], fourier_features(expected, 3, (2, 4)))
+
+
+def test_fourier_query_chunks_equal_full_grid():
+    q = FourierQueries((3, 4, 5), num_bands=4)
+    full = q(2)
+    chunks = torch.cat([q.chunk(2, s, min(s + 7, 60)) for s in range(0, 60, 7)], dim=1)
+    torch.testing.assert_close(chunks, full, atol=1e-6, rtol=0)
+
+
+def test_fourier_cache_per_shape():
+    enc = FourierPositionEncoding((8, 8), 4)
+    a = enc(1)
+    b = enc(3)
+    assert a.data_ptr() == b.data_ptr()  # cached grid, broadcast over batch
+    assert enc.grid((4, 4)).shape == (16, 18)
+
+
+def test_trainable_position_encoding():
+    enc = TrainablePositionEncoding(10, 6, init_scale=0.02)
+    assert enc(3).shape == (3, 10, 6)
+    assert enc(2, indices=torch.tensor([1, 4])).shape == (2, 2, 6)
+    assert enc.embeddings.abs().max() <= 0.04 + 1e-6  # truncated at 2 std
+
+
+def test_rotary_relative_property():
+    rope = RotaryPositionEmbedding(num_rotated_channels=8)
+    q = torch.randn(1, 2, 1, 12).expand(1, 2, 5, 12)
+    k = torch.randn(1, 2, 1, 12).expand(1, 2, 5, 12)
+    pos = torch.arange(5)
+    qr, kr = rope(q, pos), rope(k, pos)
+    # q_i · k_j depends only on i - j
+    dots = torch.einsum("bhid,bhjd->bhij", qr, kr)
+    torch.testing.assert_close(dots[..., 1, 0], dots[..., 4, 3], atol=1e-5, rtol=0)
+    torch.testing.assert_close(qr.norm(dim=-1), q.norm(dim=-1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="even"):
+        RotaryPositionEmbedding(3)
