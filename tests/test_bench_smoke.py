@@ -1,0 +1,20 @@
+"""The benchmark scripts run end to end (tiny sizes; timings are not checked)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "scaling.py"), "--quick", "--min-log2", "6", "--max-log2", "7",
+        "--fit-min-log2", "6", "--o-sweep-m", "64", "--latents", "8", "--width", "16", "--heads", "2",
+        "--depth", "1", "--channels", "8", "--out", str(tmp_path / "scaling.png"),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"perceiver_time_slope_M", "transformer_time_slope_M", "perceiver_time_slope_O"} <= set(summary)
+    assert (tmp_path / "scaling.png").stat().st_size > 0
