@@ -18,7 +18,15 @@ import torch
 __all__ = ["CONVERTERS", "load_transformers_checkpoint", "read_state_dict"]
 
 # transformers architecture name -> "perceiver_io.<module>:<function>"
-CONVERTERS: dict[str, str] = {}
+CONVERTERS: dict[str, str] = {
+    "PerceiverForMaskedLM": "perceiver_io.checkpoints.hf_text_vision:convert_masked_lm",
+    "PerceiverForSequenceClassification": "perceiver_io.checkpoints.hf_text_vision:convert_text_classifier",
+    "PerceiverForImageClassificationFourier": "perceiver_io.checkpoints.hf_text_vision:convert_image_fourier",
+    "PerceiverForImageClassificationLearned": "perceiver_io.checkpoints.hf_text_vision:convert_image_learned",
+    "PerceiverForImageClassificationConvProcessing": "perceiver_io.checkpoints.hf_text_vision:convert_image_conv",
+    "PerceiverForOpticalFlow": "perceiver_io.checkpoints.hf_flow_multimodal:convert_optical_flow",
+    "PerceiverForMultimodalAutoencoding": "perceiver_io.checkpoints.hf_flow_multimodal:convert_multimodal",
+}
 
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
