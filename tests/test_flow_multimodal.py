@@ -9,9 +9,10 @@ import torch.nn.functional as F
 import perceiver_io
 from perceiver_io.adapters.audio import AudioInputAdapter, AudioOutputAdapter
 from perceiver_io.adapters.flow import FlowInputAdapter, patches_for_flow
+from perceiver_io.adapters.image import space_to_depth
 from perceiver_io.adapters.label import LabelInputAdapter
 from perceiver_io.adapters.multimodal import MultimodalInputAdapter, split_modalities
-from perceiver_io.adapters.video import VideoInputAdapter, VideoOutputAdapter, space_to_depth
+from perceiver_io.adapters.video import VideoInputAdapter, VideoOutputAdapter
 from perceiver_io.config import ConfigError
 from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig

@@ -167,7 +167,7 @@ def test_image_adapter_pixels_row_major_and_fourier_features():
 
 def test_space_to_depth_channel_order():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    y = space_to_depth(x, spatial_block=2)
+    y = space_to_depth(x, spatial_block_size=2)
     assert y.shape == (2, 2, 2, 12)
     # block (0, 0) of image 0: channels last within (dh, dw, c)
     expected = torch.stack([x[0, c, dh, dw] for dh in range(2) for dw in range(2) for c in range(3)])

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from perceiver_io.adapters.video import concat_positions, space_to_depth
+from perceiver_io.adapters.image import space_to_depth
+from perceiver_io.adapters.video import concat_positions
 from perceiver_io.layers.position import FourierPositionEncoding
 
 __all__ = ["patches_for_flow", "FlowInputAdapter", "FlowOutputAdapter"]

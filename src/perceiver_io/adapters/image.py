@@ -53,22 +53,29 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def space_to_depth(x: Tensor, temporal_block: int = 1, spatial_block: int = 1) -> Tensor:
-    """Blocks to channels, channels last.
+def space_to_depth(x: Tensor, temporal_block_size: int = 1, spatial_block_size: int = 1) -> Tensor:
+    """Move blocks of space (and time) into channels, channels last.
 
-    ``(B, C, H, W) -> (B, H/s, W/s, s·s·C)``; ``(B, T, C, H, W) -> (B, T/t, H/s, W/s, t·s·s·C)``,
-    channel order ``(dt, dh, dw, c)`` as DeepMind's ``'b (t dt) (h dh) (w dw) c -> b t h w (dt dh dw c)'``.
+    ``(B, C, H, W) -> (B, H/s, W/s, s·s·C)``; ``(B, T, C, H, W) -> (B, T/t, H/s, W/s, t·s·s·C)``.
+    Within a block, values are ordered ``(dt, dh, dw, c)``, as DeepMind's
+    ``'b (t dt) (h dh) (w dw) c -> b t h w (dt dh dw c)'``.
     """
-    s, t = spatial_block, temporal_block
+    t, s = temporal_block_size, spatial_block_size
     if x.dim() == 4:
         b, c, h, w = x.shape
+        if h % s or w % s:
+            raise ValueError(f"image height and width {(h, w)} must be divisible by the spatial block size {s}")
         x = x.reshape(b, c, h // s, s, w // s, s).permute(0, 2, 4, 3, 5, 1)
         return x.reshape(b, h // s, w // s, s * s * c)
     if x.dim() == 5:
         b, n, c, h, w = x.shape
+        if n % t or h % s or w % s:
+            raise ValueError(
+                f"video (T, H, W) = {(n, h, w)} must be divisible by the block sizes (t, s, s) = {(t, s, s)}"
+            )
         x = x.reshape(b, n // t, t, c, h // s, s, w // s, s).permute(0, 1, 4, 6, 2, 5, 7, 3)
         return x.reshape(b, n // t, h // s, w // s, t * s * s * c)
-    raise ValueError(f"space_to_depth needs (B, C, H, W) or (B, T, C, H, W), got shape {tuple(x.shape)}")
+    raise ValueError(f"space_to_depth expects (B, C, H, W) or (B, T, C, H, W), got shape {tuple(x.shape)}")
 
 
 @dataclass
