@@ -244,13 +244,17 @@ def main() -> None:
         "perceiver_time_slope_O": slope(rows_o, "O", "fwd_s", lo, hi),
         "perceiver_fwd_bwd_time_slope_O": slope(rows_o, "O", "fwd_bwd_s", lo, hi),
         "perceiver_memory_slope_M": slope(per, "M", "peak_mib", lo, hi),
+        # over the top three octaves, where the fixed latent cost no longer dominates
+        "perceiver_time_slope_M_tail": slope(per, "M", "fwd_s", hi // 8, hi),
+        "perceiver_fwd_bwd_time_slope_M_tail": slope(per, "M", "fwd_bwd_s", hi // 8, hi),
+        "perceiver_time_slope_O_tail": slope(rows_o, "O", "fwd_s", hi // 8, hi),
         "perceiver_largest_M": largest["M"] if largest else None,
         "perceiver_peak_mib_at_largest_M": round(largest["peak_mib"]) if largest else None,
         "transformer_largest_M": max((r["M"] for r in tra), default=None),
         "device": args.device,
     }
     summary = {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
-    print(f"slopes fitted on log2-log2 over {lo} <= size <= {hi}")
+    print(f"slopes fitted on log2-log2 over {lo} <= size <= {hi} (*_tail: {hi // 8} <= size <= {hi})")
     plot(rows_m, rows_o, args.out, args)
     print(f"wrote {args.out}")
     print(json.dumps(summary))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -47,6 +51,242 @@ def models_() -> None:
 
     for name in perceiver_io.list_models():
         typer.echo(name)
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+
+predict_app = typer.Typer(
+    help="Run a saved model (our format or a downloaded transformers checkpoint directory) on your data.",
+    no_args_is_help=True,
+)
+app.add_typer(predict_app, name="predict")
+
+_MODEL_HELP = "model directory: ours (save_pretrained) or a transformers Perceiver checkpoint (config.json + weights)"
+_DEVICE_HELP = "torch device to run on, e.g. cpu or cuda"
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Report the library's errors on user input as one line on stderr and exit with status 1."""
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    except (ValueError, TypeError, KeyError, ImportError, OSError, RuntimeError) as e:
+        typer.echo(f"error: {e}".splitlines()[0], err=True)
+        raise typer.Exit(1) from None
+
+
+def _load_model(directory: Path, device: str):
+    import perceiver_io
+
+    if not directory.exists():
+        raise FileNotFoundError(f"--model: no such directory {str(directory)!r}")
+    if not directory.is_dir():
+        raise NotADirectoryError(f"--model: {str(directory)!r} is not a directory")
+    return perceiver_io.from_pretrained(directory).to(device).eval()
+
+
+def _read_labels(labels_file: Path | None, model_dir: Path) -> list[str] | dict[int, str] | None:
+    """Class names from ``--labels`` (one per line, or JSON list / {index: name}), else the checkpoint's id2label."""
+    if labels_file is not None:
+        if not labels_file.is_file():
+            raise FileNotFoundError(f"--labels: no such file {str(labels_file)!r}")
+        text = labels_file.read_text(encoding="utf-8")
+        if labels_file.suffix == ".json":
+            data = json.loads(text)
+            return {int(k): str(v) for k, v in data.items()} if isinstance(data, dict) else [str(v) for v in data]
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    id2label = meta.get("id2label") or meta.get("config", {}).get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return {int(k): str(v) for k, v in id2label.items()}
+    return None
+
+
+@predict_app.command("fill-mask")
+def predict_fill_mask(
+    text: Annotated[
+        str, typer.Argument(help='text with [MASK] for each masked byte, e.g. "Hello [MASK][MASK][MASK]ld"')
+    ],
+    model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
+    top_k: int = typer.Option(5, min=1, max=256, help="candidates to show per masked byte"),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Fill each [MASK] (one UTF-8 byte each) with the masked language model; show the top-k bytes."""
+    from perceiver_io.inference import fill_mask
+
+    with _user_errors():
+        net = _load_model(model, device)
+        result = fill_mask(net, text, top_k=top_k)
+    typer.echo(result.text)
+    for pos, cands in zip(result.positions, result.predictions, strict=True):
+        shown = ", ".join(f"{c.text!r} {c.probability:.3f}" for c in cands)
+        typer.echo(f"  byte {pos}: {shown}")
+
+
+@predict_app.command("classify")
+def predict_classify(
+    images: Annotated[list[Path], typer.Argument(help="image files (any format Pillow reads)")],
+    model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
+    top_k: int = typer.Option(5, min=1, help="classes to show per image"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="class names: a text file with one per line, or JSON (list or {index: name}); "
+            "default: the checkpoint's id2label, else indices"
+        ),
+    ] = None,
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Classify images (ImageNet preprocessing: center crop 224/256, bicubic resize, mean/std)."""
+    from perceiver_io.inference import classify_image
+
+    with _user_errors():
+        names = _read_labels(labels, model)
+        net = _load_model(model, device)
+        for path in images:
+            preds = classify_image(net, path, top_k=top_k, labels=names)
+            typer.echo(str(path))
+            for rank, p in enumerate(preds, 1):
+                typer.echo(f"  {rank}. {p.label} (class {p.index}): {p.probability:.4f}")
+
+
+@predict_app.command("flow")
+def predict_flow(
+    frame1: Annotated[Path, typer.Argument(help="first RGB frame (image file)")],
+    frame2: Annotated[Path, typer.Argument(help="second RGB frame, same size")],
+    model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
+    out: Annotated[Path, typer.Option(help="colour-coded flow PNG to write (hue = direction)")] = Path("flow.png"),
+    save_npy: Annotated[
+        Path | None, typer.Option(help="also write the raw flow (H, W, 2) float32, pixels, to this .npy")
+    ] = None,
+    tile_overlap: int = typer.Option(20, min=0, help="minimum overlap in pixels of the tiles at the training size"),
+    flow_scale: float = typer.Option(
+        20.0,
+        help="multiplies the model output (already ÷ rescale_factor); 20 for the published checkpoint, "
+        "1 for a model trained on pixel targets",
+    ),
+    max_radius: float | None = typer.Option(None, help="flow magnitude (pixels) of full colour; default the maximum"),
+    batch_size: int = typer.Option(1, min=1, help="tiles per forward pass"),
+    chunk_size: int | None = typer.Option(None, min=1, help="decode at most this many pixels at once"),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Estimate optical flow from FRAME1 to FRAME2 (tiled at the model's training size) and draw it."""
+    from perceiver_io.inference import estimate_flow
+    from perceiver_io.visualize import save_flow_png
+
+    with _user_errors():
+        net = _load_model(model, device)
+        flow = estimate_flow(
+            net,
+            frame1,
+            frame2,
+            tile_overlap=tile_overlap,
+            flow_scale=flow_scale,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_flow_png(flow, out, max_radius)
+        if save_npy is not None:
+            import numpy as np
+
+            save_npy.parent.mkdir(parents=True, exist_ok=True)
+            np.save(save_npy, flow.numpy().astype("float32"))
+    mag = flow.norm(dim=-1)
+    typer.echo(f"flow {tuple(flow.shape)}: mean |flow| {float(mag.mean()):.3f} px, max {float(mag.max()):.3f} px")
+    typer.echo(f"wrote {out}" + (f" and {save_npy}" if save_npy is not None else ""))
+
+
+def _load_npy(path: Path, name: str):
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--{name}: no such file {str(path)!r}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"--{name}: cannot read {str(path)!r} as a .npy array ({e})") from None
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+@predict_app.command("autoencode")
+def predict_autoencode(
+    model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
+    out: Annotated[Path, typer.Option(help="output directory")],
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npy video (T, H, W, 3) or (T, 3, H, W): uint8 0-255 or float 0-1, at the model's video size"
+        ),
+    ] = None,
+    audio: Annotated[
+        Path | None,
+        typer.Option(help=".npy audio (S,) mono: float in [-1, 1] or int16, S = the model's number of samples"),
+    ] = None,
+    label: int | None = typer.Option(None, min=0, help="class index to feed as one-hot label (masked by default)"),
+    chunk_size: int = typer.Option(8192, min=1, help="output points decoded at once (the encoder runs once)"),
+    top_k: int = typer.Option(5, min=1, help="classes to report"),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Reconstruct video and audio with the multimodal autoencoder (inputs as .npy files).
+
+    Writes video.npy (T, 3, H, W), audio.npy (S,), frames.png (originals above reconstructions),
+    audio.png (needs matplotlib) and metrics.json (PSNR per modality, top-k classes).
+    """
+    import numpy as np
+    import torch
+
+    from perceiver_io.inference import autoencode
+    from perceiver_io.visualize import save_audio_plot, save_reconstruction_png
+
+    with _user_errors():
+        if video is None and audio is None:
+            raise ValueError("give --video and/or --audio")
+        net = _load_model(model, device)
+        cfg = net.config
+        v = a = lab = None
+        if video is not None:
+            v = _load_npy(video, "video")
+            if v.dim() == 4 and v.shape[-1] == cfg.num_image_channels and v.shape[1] != cfg.num_image_channels:
+                v = v.permute(0, 3, 1, 2)
+            v = v.float() / 255.0 if v.dtype == torch.uint8 else v.float()
+        if audio is not None:
+            a = _load_npy(audio, "audio")
+            if a.dim() == 2 and 1 in a.shape:
+                a = a.flatten()
+            a = a.float() / 32768.0 if a.dtype == torch.int16 else a.float()
+        if label is not None:
+            if label >= cfg.num_classes:
+                raise ValueError(f"--label must be < {cfg.num_classes}, got {label}")
+            lab = torch.nn.functional.one_hot(torch.tensor(label), cfg.num_classes).float()
+        result = autoencode(net, video=v, audio=a, label=lab, chunk_size=chunk_size)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "video.npy", result.video.numpy().astype("float32"))
+        np.save(out / "audio.npy", result.audio.numpy().astype("float32"))
+        save_reconstruction_png(result.video.clamp(0, 1), out / "frames.png", original=v)
+        try:
+            save_audio_plot(result.audio, out / "audio.png", original=a)
+        except ImportError as e:
+            typer.echo(f"note: skipped audio.png ({e})", err=True)
+        k = min(top_k, cfg.num_classes)
+        probs, idx = result.label_probs.topk(k)
+        metrics = {
+            "psnr_db": result.psnr,
+            "top_k": [{"index": int(i), "probability": float(p)} for p, i in zip(probs, idx, strict=True)],
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for name, value in result.psnr.items():
+        typer.echo(f"{name} PSNR: {value:.2f} dB")
+    typer.echo("top classes: " + ", ".join(f"{int(i)} ({float(p):.3f})" for p, i in zip(probs, idx, strict=True)))
+    typer.echo(f"wrote {out}/video.npy, audio.npy, frames.png, metrics.json")
 
 
 def main() -> None:
