@@ -15,7 +15,8 @@ import torch
 
 import perceiver_io
 from perceiver_io.adapters.image import ImageAdapterConfig
-from perceiver_io.checkpoints.hf_text_vision import HF_DEFAULTS, convert_image_conv, convert_masked_lm
+from perceiver_io.checkpoints.hf_text_vision import convert_image_conv, convert_masked_lm
+from perceiver_io.checkpoints.transformers import HF_DEFAULTS
 from perceiver_io.models import ImageClassifier, MaskedLanguageModel, TextClassifier
 
 transformers = pytest.importorskip("transformers")

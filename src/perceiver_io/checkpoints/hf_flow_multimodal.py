@@ -16,111 +16,21 @@ from typing import Any
 
 from torch import Tensor
 
+from perceiver_io.checkpoints.transformers import (
+    encoder_config,
+    hf_activation,
+    hf_attention_dropout,
+    hf_get,
+    load_mapped_state_dict,
+    perceiver_key,
+)
 from perceiver_io.decoder import DecoderConfig
-from perceiver_io.encoder import EncoderConfig
-from perceiver_io.models.base import PerceiverModel
 from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 
-__all__ = ["convert_optical_flow", "convert_multimodal", "encoder_config", "load_mapped_state_dict"]
+__all__ = ["convert_optical_flow", "convert_multimodal"]
 
-_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
-
-
-def _activation(hf: dict[str, Any]) -> str:
-    act = hf.get("hidden_act", "gelu")
-    if act not in _ACTIVATIONS:
-        raise ValueError(f"config.json: unsupported hidden_act {act!r}; supported: {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[act]
-
-
-def _dropout(hf: dict[str, Any]) -> float:
-    p = float(hf.get("attention_probs_dropout_prob", 0.1))
-    return p if p < 1.0 else 0.0
-
-
-def encoder_config(hf: dict[str, Any]) -> EncoderConfig:
-    """Our :class:`EncoderConfig` from a ``PerceiverConfig`` dict (qk/v widths shared by both attentions)."""
-    return EncoderConfig(
-        num_latents=hf.get("num_latents", 256),
-        num_latent_channels=hf.get("d_latents", 1280),
-        num_blocks=hf.get("num_blocks", 1),
-        num_self_attends_per_block=hf.get("num_self_attends_per_block", 26),
-        num_cross_attention_heads=hf.get("num_cross_attention_heads", 8),
-        num_self_attention_heads=hf.get("num_self_attention_heads", 8),
-        cross_attention_qk_channels=hf.get("qk_channels"),
-        cross_attention_v_channels=hf.get("v_channels"),
-        self_attention_qk_channels=hf.get("qk_channels"),
-        self_attention_v_channels=hf.get("v_channels"),
-        cross_attention_shape_for_attention=hf.get("cross_attention_shape_for_attention", "kv"),
-        cross_attention_widening_factor=hf.get("cross_attention_widening_factor", 1),
-        self_attention_widening_factor=hf.get("self_attention_widening_factor", 1),
-        use_query_residual=hf.get("use_query_residual", True),
-        activation=_activation(hf),  # type: ignore[arg-type]
-        attention_dropout=_dropout(hf),
-    )
-
-
-def _layer_keys(ours: str, theirs: str, cross: bool) -> dict[str, str]:
-    """Our block ``ours`` <- a ``transformers`` ``PerceiverLayer`` at ``theirs`` (weights and biases)."""
-    names = {
-        "attention.q_proj": "attention.self.query",
-        "attention.k_proj": "attention.self.key",
-        "attention.v_proj": "attention.self.value",
-        "attention.o_proj": "attention.output.dense",
-        "mlp_norm": "layernorm",
-        "mlp.0": "mlp.dense1",
-        "mlp.2": "mlp.dense2",
-    }
-    if cross:
-        names.update({"q_norm": "attention.self.layernorm1", "kv_norm": "attention.self.layernorm2"})
-    else:
-        names["norm"] = "attention.self.layernorm1"
-    return {f"{ours}.{a}.{p}": f"{theirs}.{b}.{p}" for a, b in names.items() for p in ("weight", "bias")}
-
-
-def _encoder_keys(model: PerceiverModel) -> dict[str, str]:
-    keys = {"encoder.latents.embeddings": "perceiver.embeddings.latents"}
-    keys.update(_layer_keys("encoder.cross_attention", "perceiver.encoder.cross_attention", cross=True))
-    for i in range(len(model.encoder.self_attention)):
-        keys.update(_layer_keys(f"encoder.self_attention.{i}", f"perceiver.encoder.self_attends.{i}", cross=False))
-    return keys
-
-
-def _decoder_keys() -> dict[str, str]:
-    keys = _layer_keys("decoder.cross_attention", "perceiver.decoder.decoder.decoding_cross_attention", cross=True)
-    for p in ("weight", "bias"):
-        keys[f"decoder.projection.{p}"] = f"perceiver.decoder.decoder.final_layer.{p}"
-    return keys
-
-
-def load_mapped_state_dict(model: PerceiverModel, state_dict: dict[str, Tensor], keys: dict[str, str]) -> None:
-    """Load ``state_dict[keys[ours]]`` into each of our parameters ``ours``, strictly.
-
-    Raises ``KeyError`` naming our key and the checkpoint key if either side lacks it, ``ValueError``
-    naming both for a shape mismatch or for checkpoint keys that nothing uses.
-    """
-    ours = model.state_dict()
-    unmapped = sorted(set(ours) - set(keys))
-    if unmapped:
-        raise KeyError(f"no checkpoint key mapped to model parameter(s) {unmapped}")
-    new = {}
-    for name, hf_name in keys.items():
-        if name not in ours:
-            raise KeyError(f"mapping names {name!r}, which {type(model).__name__} does not have")
-        if hf_name not in state_dict:
-            raise KeyError(f"checkpoint is missing key {hf_name!r} (for {name!r})")
-        value = state_dict[hf_name]
-        if tuple(value.shape) != tuple(ours[name].shape):
-            raise ValueError(
-                f"checkpoint key {hf_name!r} has shape {tuple(value.shape)}, but {name!r} in "
-                f"{type(model).__name__} expects {tuple(ours[name].shape)}"
-            )
-        new[name] = value.to(ours[name].dtype)
-    unused = sorted(set(state_dict) - set(keys.values()))
-    if unused:
-        raise ValueError(f"checkpoint has key(s) that {type(model).__name__} does not use: {unused}")
-    model.load_state_dict(new, strict=True)
+_DECODER = "perceiver.decoder.decoder"  # transformers' decoder prefix of both models
 
 
 def convert_optical_flow(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> OpticalFlow:
@@ -140,18 +50,19 @@ def convert_optical_flow(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> O
             num_query_channels=num_patch_channels + 2 * (2 * 64 + 1),
             num_output_channels=2,
             num_heads=1,
-            shape_for_attention=hf.get("cross_attention_shape_for_attention", "kv"),
+            shape_for_attention=hf_get(hf, "cross_attention_shape_for_attention"),
             use_query_residual=False,
-            activation=_activation(hf),  # type: ignore[arg-type]
-            attention_dropout=_dropout(hf),
+            activation=hf_activation(hf),  # type: ignore[arg-type]
+            attention_dropout=hf_attention_dropout(hf),
             output_init="zeros",
         ),
     )
     model = OpticalFlow(config)
-    keys = _encoder_keys(model) | _decoder_keys()
-    for p in ("weight", "bias"):
-        keys[f"input_adapter.patch_projection.{p}"] = f"perceiver.input_preprocessor.conv_after_patches.{p}"
-    load_mapped_state_dict(model, state_dict, keys)
+    extra = {
+        f"input_adapter.patch_projection.{p}": f"perceiver.input_preprocessor.conv_after_patches.{p}"
+        for p in ("weight", "bias")
+    }
+    load_mapped_state_dict(model, state_dict, lambda k: perceiver_key(k, extra, _DECODER))
     return model.eval()
 
 
@@ -199,14 +110,14 @@ def convert_multimodal(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> Mul
             num_query_channels=max(385, 195, label_channels) + 2,
             num_output_channels=output_channels,
             num_heads=1,
-            shape_for_attention=hf.get("cross_attention_shape_for_attention", "kv"),
+            shape_for_attention=hf_get(hf, "cross_attention_shape_for_attention"),
             use_query_residual=False,
-            activation=_activation(hf),  # type: ignore[arg-type]
-            attention_dropout=_dropout(hf),
+            activation=hf_activation(hf),  # type: ignore[arg-type]
+            attention_dropout=hf_attention_dropout(hf),
         ),
     )
     model = MultimodalAutoencoder(base)
-    keys = _encoder_keys(model) | _decoder_keys()
+    keys: dict[str, str] = {}
     for m in ("audio", "image", "label"):
         keys[f"input_adapter.padding.{m}"] = f"perceiver.input_preprocessor.padding.{m}"
         keys[f"input_adapter.mask.{m}"] = f"perceiver.input_preprocessor.mask.{m}"
@@ -216,5 +127,5 @@ def convert_multimodal(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> Mul
                 f"perceiver.output_postprocessor.modalities.{m}.classifier.{p}"
             )
     keys["query_builder.builders.label.embedding.embeddings"] = label_key
-    load_mapped_state_dict(model, state_dict, keys)
+    load_mapped_state_dict(model, state_dict, lambda k: perceiver_key(k, keys, _DECODER))
     return model.eval()
