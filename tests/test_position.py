@@ -87,3 +87,11 @@ def test_rotary_relative_property():
     torch.testing.assert_close(qr.norm(dim=-1), q.norm(dim=-1), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="even"):
         RotaryPositionEmbedding(3)
+
+
+def test_index_positions_grid_formula_equals_linspace_grid():
+    dims = (3, 1, 5)
+    idx = torch.arange(15)
+    torch.testing.assert_close(index_positions(idx, dims, formula="grid"), grid_positions(dims))
+    with pytest.raises(ValueError, match="formula must be"):
+        index_positions(idx, dims, formula="linspace")

@@ -11,13 +11,14 @@ builder can produce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, fourier_features
+from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, index_positions
 
 __all__ = ["QueryBuilder", "LearnedQueries", "FourierQueries", "InputQueries", "LazyQueries"]
 
@@ -71,8 +72,12 @@ class LearnedQueries(QueryBuilder):
 class FourierQueries(QueryBuilder):
     """Fourier features of the output grid ``index_dims``: one query per output point.
 
-    Full decoding uses the grid positions ``linspace(-1, 1, n)``; subsampled decoding
-    (``indices``) uses the official ``-1 + 2·i/n`` formula.
+    Subsampled decoding (``indices``) uses the official ``-1 + 2·i/n`` positions. Decoding every
+    point (``forward`` without indices, or ``chunk``) uses ``full_positions``:
+
+    * ``"grid"`` (default): ``linspace(-1, 1, n)``, the official ``BasicDecoder`` without subsampling;
+    * ``"index"``: ``-1 + 2·i/n``, the positions a model trained on subsampled points saw; decoding
+      every point in chunks of indices (the official colab, ``transformers``) gives these.
     """
 
     def __init__(
@@ -82,42 +87,31 @@ class FourierQueries(QueryBuilder):
         max_resolution: Sequence[int] | None = None,
         concat_pos: bool = True,
         sine_only: bool = False,
+        full_positions: str = "grid",
     ) -> None:
         super().__init__()
+        if full_positions not in ("grid", "index"):
+            raise ValueError(f"full_positions must be 'grid' or 'index', got {full_positions!r}")
+        self.full_positions = full_positions
         self.encoding = FourierPositionEncoding(index_dims, num_bands, max_resolution, concat_pos, sine_only)
         self.num_channels = self.encoding.num_channels
 
     def num_queries(self, inputs: Tensor | None = None) -> int:
-        n = 1
-        for d in self.encoding.index_dims:
-            n *= d
-        return n
+        return math.prod(self.encoding.index_dims)
 
     def _device(self, inputs: Tensor | None):
         return inputs.device if inputs is not None else None
 
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        if indices is None and self.full_positions == "index":
+            indices = torch.arange(self.num_queries(), device=self._device(inputs))
         return self.encoding(batch_size, indices=indices, device=self._device(inputs))
 
     def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
-        device = self._device(inputs)
-        idx = torch.arange(start, end, device=device)
-        # grid positions (linspace formula) of flat indices start..end-1
-        coords, rest = [], idx
-        for n in reversed(self.encoding.index_dims):
-            coords.append(rest % n)
-            rest = torch.div(rest, n, rounding_mode="floor")
-        dims = torch.tensor(self.encoding.index_dims, device=device, dtype=torch.float32)
-        pos = -1.0 + 2.0 * torch.stack(coords[::-1], -1).float() / (dims - 1).clamp(min=1)
-        pos = torch.where(dims == 1, torch.full_like(pos, -1.0), pos)  # linspace(-1, 1, 1) == [-1]
-        feats = fourier_features(
-            pos,
-            self.encoding.num_bands,
-            self.encoding.max_resolution,
-            self.encoding.concat_pos,
-            self.encoding.sine_only,
-        )
-        return feats.unsqueeze(0).expand(batch_size, -1, -1)
+        idx = torch.arange(start, end, device=self._device(inputs))
+        formula = "grid" if self.full_positions == "grid" else "subsampled"
+        pos = index_positions(idx, self.encoding.index_dims, formula=formula)
+        return self.encoding.features(pos).unsqueeze(0).expand(batch_size, -1, -1)
 
 
 class InputQueries(QueryBuilder):

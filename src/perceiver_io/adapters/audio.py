@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from perceiver_io.adapters.video import GridQueries, concat_positions
+from perceiver_io.adapters.video import concat_positions
 from perceiver_io.layers.position import FourierPositionEncoding
+from perceiver_io.queries import FourierQueries
 
 __all__ = ["AudioInputAdapter", "AudioOutputAdapter", "AudioQueries", "audio_to_patches"]
 
@@ -67,7 +68,7 @@ class AudioInputAdapter(nn.Module):
         return concat_positions(x, pos)
 
 
-class AudioQueries(GridQueries):
+class AudioQueries(FourierQueries):
     """One query per output patch: 1-D Fourier features of the patch index."""
 
 

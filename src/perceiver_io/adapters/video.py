@@ -21,7 +21,6 @@ from perceiver_io.queries import FourierQueries
 
 __all__ = [
     "concat_positions",
-    "GridQueries",
     "VideoInputAdapter",
     "VideoOutputAdapter",
     "VideoQueries",
@@ -75,44 +74,7 @@ class VideoInputAdapter(nn.Module):
         return concat_positions(x, pos)
 
 
-class GridQueries(FourierQueries):
-    """Fourier-feature queries of an output grid, with a choice of positions for full decoding.
-
-    Subsampled decoding (``indices``) always uses the official ``-1 + 2·i/n`` positions. Decoding
-    every point (``forward`` without indices, or ``chunk``) uses ``full_positions``:
-
-    * ``"grid"`` (default): ``linspace(-1, 1, n)``, the official ``BasicDecoder`` without subsampling;
-    * ``"index"``: ``-1 + 2·i/n``, the positions the model saw when trained on subsampled points;
-      decoding every point in chunks of indices (the official colab, ``transformers``) gives these.
-    """
-
-    def __init__(
-        self,
-        index_dims: Sequence[int],
-        num_bands: int,
-        max_resolution: Sequence[int] | None = None,
-        concat_pos: bool = True,
-        sine_only: bool = False,
-        full_positions: str = "grid",
-    ) -> None:
-        super().__init__(index_dims, num_bands, max_resolution, concat_pos, sine_only)
-        if full_positions not in ("grid", "index"):
-            raise ValueError(f"full_positions must be 'grid' or 'index', got {full_positions!r}")
-        self.full_positions = full_positions
-
-    def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
-        if indices is None and self.full_positions == "index":
-            indices = torch.arange(self.num_queries(), device=self._device(inputs))
-        return super().forward(batch_size, inputs=inputs, indices=indices)
-
-    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
-        if self.full_positions == "index":
-            idx = torch.arange(start, end, device=self._device(inputs))
-            return super().forward(batch_size, inputs=inputs, indices=idx)
-        return super().chunk(batch_size, start, end, inputs=inputs)
-
-
-class VideoQueries(GridQueries):
+class VideoQueries(FourierQueries):
     """One query per output pixel: Fourier features of the ``(T, H, W)`` pixel grid."""
 
 

@@ -34,11 +34,16 @@ def grid_positions(index_dims: Sequence[int], device=None, dtype=torch.float32) 
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(index_dims))
 
 
-def index_positions(indices: Tensor, index_dims: Sequence[int], dtype=torch.float32) -> Tensor:
+def index_positions(
+    indices: Tensor, index_dims: Sequence[int], dtype=torch.float32, formula: str = "subsampled"
+) -> Tensor:
     """Positions of grid points given as flat (row-major) indices ``(P,)`` -> ``(P, d)``.
 
-    Uses the official subsampled-decoding formula ``-1 + 2·i/n`` per axis.
+    ``formula="subsampled"``: the official subsampled-decoding positions ``-1 + 2·i/n`` per axis;
+    ``formula="grid"``: the full grid's ``linspace(-1, 1, n)`` positions, ``-1 + 2·i/(n-1)``.
     """
+    if formula not in ("subsampled", "grid"):
+        raise ValueError(f"formula must be 'subsampled' or 'grid', got {formula!r}")
     coords = []
     rest = indices
     for n in reversed(index_dims):
@@ -46,7 +51,9 @@ def index_positions(indices: Tensor, index_dims: Sequence[int], dtype=torch.floa
         rest = torch.div(rest, n, rounding_mode="floor")
     coords = torch.stack(coords[::-1], dim=-1).to(dtype)
     dims = torch.tensor(list(index_dims), dtype=dtype, device=indices.device)
-    return -1.0 + 2.0 * coords / dims
+    if formula == "subsampled":
+        return -1.0 + 2.0 * coords / dims
+    return -1.0 + 2.0 * coords / (dims - 1).clamp(min=1)  # linspace(-1, 1, 1) == [-1]
 
 
 def num_fourier_channels(num_axes: int, num_bands: int, concat_pos: bool = True, sine_only: bool = False) -> int:
