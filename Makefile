@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/perceiver-io demo
+	$(BIN)/perceiver-io train mlm
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

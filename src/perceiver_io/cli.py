@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from perceiver_io.data.cli import data_app
+
 app = typer.Typer(help="Perceiver IO: build, train, evaluate and benchmark Perceiver models.", no_args_is_help=True)
 
 
@@ -61,6 +63,7 @@ predict_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(predict_app, name="predict")
+app.add_typer(data_app, name="data")
 
 _MODEL_HELP = "model directory: ours (save_pretrained) or a transformers Perceiver checkpoint (config.json + weights)"
 _DEVICE_HELP = "torch device to run on, e.g. cpu or cuda"
@@ -287,6 +290,83 @@ def predict_autoencode(
         typer.echo(f"{name} PSNR: {value:.2f} dB")
     typer.echo("top classes: " + ", ".join(f"{int(i)} ({float(p):.3f})" for p, i in zip(probs, idx, strict=True)))
     typer.echo(f"wrote {out}/video.npy, audio.npy, frames.png, metrics.json")
+
+
+# --------------------------------------------------------------------------------------------
+# train / evaluate
+
+
+@contextlib.contextmanager
+def _train_errors():
+    """Config, data and checkpoint problems -> one line on stderr, exit status 2 (config) or 1."""
+    from perceiver_io.config import ConfigError
+    from perceiver_io.tasks.base import DataUnavailable
+    from perceiver_io.training.checkpoint import CheckpointError
+
+    try:
+        yield
+    except ConfigError as e:
+        typer.echo(f"error: {e}".splitlines()[0], err=True)
+        raise typer.Exit(2) from None
+    except (CheckpointError, DataUnavailable, FileNotFoundError, NotADirectoryError) as e:
+        typer.echo(f"error: {e}".splitlines()[0], err=True)
+        raise typer.Exit(1) from None
+    except Exception as e:
+        from perceiver_io.data import DataError
+
+        if isinstance(e, DataError):
+            typer.echo(f"error: {e}".splitlines()[0], err=True)
+            raise typer.Exit(1) from None
+        raise
+
+
+_TASK_HELP = "task: mlm, image-classification or text-classification"
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help=_TASK_HELP)],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="dotted key=value overrides, e.g. train.max_steps=200 model.encoder.num_latents=64"),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file of config values (see configs/)")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="run directory (continue from its latest checkpoint) or a checkpoint file"),
+    ] = None,
+) -> None:
+    """Train TASK (defaults < --config YAML < key=value); runs go to runs/<task>-<timestamp>.
+
+    A run directory given as train.run_dir=DIR resumes automatically from its latest checkpoint.
+    Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU).
+    """
+    from perceiver_io.training.run import run_train
+
+    with _train_errors():
+        run_train(task, overrides, str(config) if config else None, str(resume) if resume else None, echo=typer.echo)
+
+
+@app.command()
+def evaluate(
+    task: Annotated[str, typer.Argument(help=_TASK_HELP)],
+    run: Annotated[Path, typer.Option("--run", help="run directory written by `perceiver-io train`")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="training checkpoint to evaluate instead of RUN/model")
+    ] = None,
+    split: str = typer.Option("test", help="valid or test"),
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides (e.g. data.eval_windows=64)")
+    ] = None,
+) -> None:
+    """Evaluate a trained run (its final model, or a checkpoint) on held-out data."""
+    from perceiver_io.training.run import run_evaluate
+
+    if split not in ("valid", "test"):
+        typer.echo(f"error: --split must be valid or test, got {split!r}", err=True)
+        raise typer.Exit(2)
+    with _train_errors():
+        run_evaluate(task, str(run), str(checkpoint) if checkpoint else None, split, overrides, echo=typer.echo)
 
 
 def main() -> None:

@@ -1,0 +1,120 @@
+"""A Task = model preset + data + loss + metrics + evaluation + predict, configured by one typed config.
+
+Every task's config has three sections: ``model`` (the model's typed config), ``data`` and
+``train`` (:class:`~perceiver_io.training.TrainConfig`). The trainer only talks to a task through
+this interface:
+
+* ``prepare_data()`` (rank 0: fetch) and ``setup()`` (every rank: load, split) set ``train_data``,
+  an indexable sequence of examples;
+* ``collate(items, seeds)`` turns examples into a batch dict of tensors; all randomness (e.g.
+  masking) comes from the per-example ``seeds``, so batches depend only on (seed, step);
+* ``count(batch)`` is the number of units the loss is summed over (examples, masked bytes);
+* ``loss(model, batch)`` returns the *summed* loss (0-d tensor); the trainer divides by the global count;
+* ``evaluate(model, split)`` -> metrics; ``report(model, metrics)`` -> lines for the final printout.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from perceiver_io.config import Config, ConfigError
+
+__all__ = ["Task", "TASKS", "register_task", "get_task_class", "build_config", "DataUnavailable", "example_generator"]
+
+
+class DataUnavailable(RuntimeError):
+    """The task's data set is missing and could not be fetched; the message says how to get it."""
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task_class(name: str) -> type[Task]:
+    _import_tasks()
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+def _import_tasks() -> None:
+    from perceiver_io.tasks import image_classification, mlm, text_classification  # noqa: F401
+
+
+def build_config(name: str, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """The task's default config, then the YAML file's values, then the dotted ``overrides``."""
+    from perceiver_io.training.overrides import apply_overrides, load_yaml
+
+    cls = get_task_class(name)
+    cfg = cls.config_class()
+    if config_file is not None:
+        cfg = apply_overrides(cfg, load_yaml(config_file))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cls.finalize_config(cfg)
+
+
+def example_generator(seed: int) -> torch.Generator:
+    """A CPU generator for one example's randomness."""
+    return torch.Generator().manual_seed(int(seed) % (2**63 - 1))
+
+
+class Task(ABC):
+    """Base class of the training tasks; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[Config]]
+
+    def __init__(self, config: Config, log: Callable[[str], None] = print) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"task {self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.log = log
+        self.train_data: Sequence[Any] | None = None
+
+    @classmethod
+    def finalize_config(cls, cfg: Config) -> Config:
+        """Make derived settings consistent (e.g. the model's max_seq_len = data.seq_len)."""
+        return cfg
+
+    def prepare_data(self) -> None:
+        """Download what ``setup`` needs (called on rank 0 only, before ``setup``)."""
+        return None
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load and split the data; set ``self.train_data``."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module: ...
+
+    @abstractmethod
+    def collate(self, items: list[Any], seeds: list[int]) -> dict[str, Tensor]: ...
+
+    def count(self, batch: dict[str, Tensor]) -> int:
+        """Units the summed loss of ``batch`` covers (default: examples)."""
+        return int(next(iter(batch.values())).shape[0])
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """Summed loss over the batch's ``count`` units, a 0-d tensor."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, split: str = "valid", max_batches: int | None = None) -> dict[str, float]: ...
+
+    def report(self, model: nn.Module, metrics: dict[str, float]) -> list[str]:
+        """Lines printed at the end of training / by ``perceiver-io evaluate``."""
+        return [f"{k}: {v:.4f}" for k, v in metrics.items()]
+
+
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,111 @@
+"""Training checkpoints: model, optimizer, scheduler, scaler, RNG states and data position in one file.
+
+Files are ``RUN_DIR/checkpoints/step-00000100.pt``, written atomically (temporary file in the
+same directory, then ``os.replace``), so a crash or SIGKILL never leaves a partial checkpoint
+under the final name. Loading uses ``torch.load(weights_only=True)``: RNG states are stored as
+tensors and plain Python values.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perceiver_io.checkpoints import atomic_write
+
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "remove_stale_temporaries",
+    "rng_state",
+    "set_rng_state",
+]
+
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not a training checkpoint."""
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and CUDA), numpy and Python ``random``, as safe-to-load values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss)},
+        "numpy_cached_gaussian": float(cached),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], state["numpy_cached_gaussian"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint; raises :class:`CheckpointError` with the path and the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle/zip errors vary by corruption
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable or corrupted ({reason})") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise CheckpointError(f"{str(path)!r} is not a perceiver-io training checkpoint (no 'model'/'step')")
+    return state
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """``step-*.pt`` files in ``directory``, oldest step first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    ckpts = list_checkpoints(directory)
+    return ckpts[-1] if ckpts else None
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files a killed writer left behind (``.NAME.*.tmp``); returns them."""
+    directory = Path(directory)
+    stale = [p for p in directory.glob(".*.tmp")] if directory.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def checkpoint_path(directory: str | Path, step: int) -> Path:
+    return Path(directory) / f"step-{step:08d}.pt"

@@ -1,0 +1,143 @@
+"""What ``perceiver-io train`` and ``perceiver-io evaluate`` do, as functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perceiver_io.config import Config, ConfigError
+from perceiver_io.tasks.base import get_task_class
+from perceiver_io.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from perceiver_io.training.overrides import apply_overrides, flatten, load_yaml, parse_overrides
+from perceiver_io.training.trainer import Trainer, TrainResult
+
+__all__ = ["load_run_config", "run_train", "run_evaluate"]
+
+
+def load_run_config(run_dir: str | Path, task_name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``(task name, config dict)`` saved by the trainer in ``RUN_DIR/config.json``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+    try:
+        meta = json.loads(path.read_text())
+        name, cfg = meta["task"], meta["config"]
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"{path} is not a run config ({e})") from None
+    if task_name is not None and name != task_name:
+        raise ConfigError(f"run {str(run_dir)!r} was trained for task {name!r}, not {task_name!r}")
+    return name, cfg
+
+
+def run_train(
+    task_name: str,
+    overrides: list[str] | None = None,
+    config_file: str | None = None,
+    resume: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Build the config (defaults < run's saved config < YAML < key=value), train, print the report."""
+    cls = get_task_class(task_name)
+    parsed = parse_overrides(overrides or [])
+    base = {}
+    if resume is not None:
+        rp = Path(resume)
+        if rp.is_file():  # a checkpoint file inside RUN_DIR/checkpoints
+            load_checkpoint(rp)  # fails early with a clear message when unreadable
+            run_dir = rp.parent.parent
+            parsed = {"train.resume_from": str(rp), **parsed}
+        elif rp.is_dir():
+            run_dir = rp
+            if latest_checkpoint(rp / "checkpoints") is None:
+                raise CheckpointError(f"--resume: no checkpoints in {str(rp / 'checkpoints')!r}")
+        else:
+            raise FileNotFoundError(f"--resume: no such checkpoint file or run directory {resume!r}")
+        _, saved = load_run_config(run_dir, task_name)
+        base = flatten(saved)
+        parsed = {"train.run_dir": str(run_dir), "train.resume": True, **parsed}
+    cfg: Config = cls.config_class()
+    if base:
+        cfg = apply_overrides(cfg, base)
+    if config_file is not None:
+        cfg = apply_overrides(cfg, load_yaml(config_file))
+    cfg = cls.finalize_config(apply_overrides(cfg, parsed))
+    task = cls(cfg, log=echo)
+    t0 = time.perf_counter()
+    result = Trainer(task, log=echo).fit()
+    if getattr(result, "model", None) is not None and _is_main():
+        model = result.model
+        model.eval()
+        with torch.no_grad():
+            for line in task.report(model, result.metrics):
+                echo(line)
+        run_dir = result.run_dir
+        echo(f"done in {time.perf_counter() - t0:.0f} s. Run directory: {run_dir}")
+        if (run_dir / "model").is_dir():
+            echo(f"  model:       {run_dir / 'model'}  (perceiver-io predict ... --model {run_dir / 'model'})")
+        ck = latest_checkpoint(run_dir / "checkpoints")
+        if ck is not None:
+            echo(f"  checkpoint:  {ck}")
+        echo(f"  metrics:     {run_dir / 'metrics.csv'}")
+        if (run_dir / "curves.png").is_file():
+            echo(f"  curves:      {run_dir / 'curves.png'}")
+        if (run_dir / "tb").is_dir():
+            echo(f"  tensorboard: tensorboard --logdir {run_dir / 'tb'}")
+    return result
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_evaluate(
+    task_name: str,
+    run: str,
+    checkpoint: str | None = None,
+    split: str = "test",
+    overrides: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Evaluate a run's final model (``RUN_DIR/model``) or a training checkpoint on ``split``."""
+    cls = get_task_class(task_name)
+    _, saved = load_run_config(run, task_name)
+    cfg = apply_overrides(cls.config_class(), flatten(saved))
+    cfg = cls.finalize_config(apply_overrides(cfg, parse_overrides(overrides or [])))
+    task = cls(cfg, log=echo)
+    task.setup()
+    model = task.build_model()
+    if checkpoint is None and (Path(run) / "model").is_dir():
+        from perceiver_io.checkpoints import from_pretrained
+
+        model = from_pretrained(Path(run) / "model")
+        source = str(Path(run) / "model")
+    else:
+        ck = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run) / "checkpoints")
+        if ck is None:
+            raise CheckpointError(f"run {run!r} has neither a model/ directory nor checkpoints")
+        state = load_checkpoint(ck)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"checkpoint {str(ck)!r} does not match the run's model: {str(e).splitlines()[0]}"
+            ) from None
+        source = str(ck)
+    model.eval()
+    echo(f"evaluating {source} on the {split} split")
+    with torch.no_grad():
+        if split == "test":  # the task's report evaluates on the test split and adds demos
+            lines = task.report(model, {})
+            metrics = getattr(task, "test_metrics", {})
+        else:
+            metrics = task.evaluate(model, split)
+            lines = [f"{k}: {v:.4f}" for k, v in metrics.items()]
+        for line in lines:
+            echo(line)
+    return metrics
