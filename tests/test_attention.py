@@ -135,3 +135,14 @@ def test_property_sdpa_equals_reference(b, h, o, m, d, causal, use_mask, seed):
     out = attend(q, k, v, kv_mask=mask, causal=causal)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, attend_reference(q, k, v, kv_mask=mask, causal=causal), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kv_mask", [False, True])
+def test_different_qk_and_v_head_widths_match_reference(kv_mask):
+    """The language model's heads have qk width 32 and v width 160: a separate CPU path."""
+    q, k = torch.randn(2, 3, 5, 4, dtype=torch.float64), torch.randn(2, 3, 7, 4, dtype=torch.float64)
+    v = torch.randn(2, 3, 7, 10, dtype=torch.float64)
+    mask = (torch.rand(2, 7) > 0.4) if kv_mask else None
+    out = attend(q, k, v, kv_mask=mask)
+    assert out.shape == (2, 3, 5, 10)
+    torch.testing.assert_close(out, attend_reference(q, k, v, kv_mask=mask), rtol=0, atol=1e-12)
