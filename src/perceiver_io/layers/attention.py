@@ -78,7 +78,8 @@ def attend(
         # 32 vs 160) and falls back to a generic math path with extra copies and -inf checks;
         # two matmuls and a softmax (statistics in fp32) are 25-40 % faster there.
         logits = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
-        return torch.matmul(logits.softmax(dim=-1, dtype=torch.float32).to(v.dtype), v)
+        stat_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        return torch.matmul(logits.softmax(dim=-1, dtype=stat_dtype).to(v.dtype), v)
     if kv_mask is None and causal and num_q == num_kv:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     mask = _combine_masks(kv_mask, causal, num_q, num_kv, q.device)
