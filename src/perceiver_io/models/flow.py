@@ -133,9 +133,7 @@ class OpticalFlow(PerceiverIOBase):
         Returns ``(B, H, W, 2)`` (``image_shape`` = (H, W), default the config's ``image_size``), or
         ``(B, P, 2)`` for ``query_indices (P,)`` (flat pixel indices, for subsampled training).
         """
-        if queries is None:
-            queries = self._build_queries(latents.shape[0], inputs, query_indices, chunk_size)
-        rows = self.decoder(latents, queries, query_mask, chunk_size)
+        rows = self.decode_rows(latents, queries, query_mask, chunk_size, inputs=inputs, query_indices=query_indices)
         if query_indices is not None:
             return rows / self.config.rescale_factor
         return self.output_adapter(rows, tuple(image_shape or self.config.image_size))

@@ -122,9 +122,23 @@ class PerceiverIOBase(PerceiverModel):
         ``query_indices (P,)`` decodes only those output points (subsampled training);
         ``inputs`` (adapted, ``(B, M, C)``) are needed when the inputs are the queries.
         """
+        rows = self.decode_rows(latents, queries, query_mask, chunk_size, inputs=inputs, query_indices=query_indices)
+        return self.output_adapter(rows)
+
+    def decode_rows(
+        self,
+        latents: Tensor,
+        queries: Tensor | None = None,
+        query_mask: Tensor | None = None,
+        chunk_size: int | None = None,
+        *,
+        inputs: Tensor | None = None,
+        query_indices: Tensor | None = None,
+    ) -> Tensor:
+        """The decoder's rows ``(B, O, F)`` before the output adapter (see :meth:`decode`)."""
         if queries is None:
             queries = self._build_queries(latents.shape[0], inputs, query_indices, chunk_size)
-        return self.output_adapter(self.decoder(latents, queries, query_mask, chunk_size))
+        return self.decoder(latents, queries, query_mask, chunk_size)
 
     def _build_queries(
         self, batch_size: int, inputs: Tensor | None, indices: Tensor | None, chunk_size: int | None
