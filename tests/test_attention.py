@@ -146,3 +146,58 @@ def test_different_qk_and_v_head_widths_match_reference(kv_mask):
     out = attend(q, k, v, kv_mask=mask)
     assert out.shape == (2, 3, 5, 10)
     torch.testing.assert_close(out, attend_reference(q, k, v, kv_mask=mask), rtol=0, atol=1e-12)
+
+
+# (O, M, Cq, Ckv, qk, v, out) -> the association MultiHeadAttention.plan must pick for one head.
+FOLD_CASES = [
+    ((8, 200, 64, 12, 24, 24, 64), ("into_q", "after")),  # encoder: few latents, many inputs
+    ((200, 8, 12, 64, 48, 48, 12), ("into_k", "into_v")),  # decoder: many queries, few latents
+    ((8, 200, 64, 12, 24, 40, 16), ("into_q", "after")),
+    ((20, 20, 16, 16, 16, 16, 16), ("standard", "standard")),  # self-attention: nothing to gain
+]
+
+
+@pytest.mark.parametrize("sizes,expected", FOLD_CASES)
+def test_folded_single_head_projections_equal_reference_float64(sizes, expected):
+    """Folding Wq/Wk/Wv/Wo into the small side gives the same outputs and gradients (float64)."""
+    o, m, cq, ckv, qk, v, out = sizes
+    attn = MultiHeadAttention(1, cq, ckv, qk, v, out).double()
+    for p in attn.parameters():  # non-zero biases: they are what the folding must get right
+        torch.nn.init.normal_(p, std=0.3)
+    assert attn.plan(o, m) == expected
+    xq = torch.randn(2, o, cq, dtype=torch.float64, requires_grad=True)
+    xkv = torch.randn(2, m, ckv, dtype=torch.float64, requires_grad=True)
+    leaves = [xq, xkv, *attn.parameters()]
+
+    def run(reference: bool):
+        attn.use_reference = reference
+        y = attn(xq, xkv)
+        return y, torch.autograd.grad(y.square().sum(), leaves)
+
+    y, grads = run(False)
+    y_ref, grads_ref = run(True)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_folding_switch_single_head_only_and_masked_inputs_match_reference():
+    attn = MultiHeadAttention(1, 64, 12, 24).double()
+    assert attn.plan(8, 200) != ("standard", "standard")
+    xq, xkv = torch.randn(2, 8, 64, dtype=torch.float64), torch.randn(2, 200, 12, dtype=torch.float64)
+    mask = torch.rand(2, 200) > 0.5
+    masked = attn(xq, xkv, kv_mask=mask)  # masks take the standard path
+    attn.use_reference = True
+    torch.testing.assert_close(masked, attn(xq, xkv, kv_mask=mask), rtol=0, atol=1e-12)
+    attn.absorb_projections = False
+    assert attn.plan(8, 200) == ("standard", "standard")
+    assert MultiHeadAttention(2, 64, 12, 24).plan(8, 200) == ("standard", "standard")  # one head only
+
+
+def test_folded_projections_under_bf16_autocast_stay_close():
+    attn = MultiHeadAttention(1, 12, 64, 48, 48, 12)  # decoder-like: folds into the keys (bias path)
+    xq, xkv = torch.randn(2, 300, 12), torch.randn(2, 16, 64)
+    ref = attn(xq, xkv)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn(xq, xkv)
+    assert (out.float() - ref).norm() / ref.norm() < 2e-2
