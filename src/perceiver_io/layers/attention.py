@@ -53,6 +53,31 @@ def _combine_masks(kv_mask: Tensor | None, causal: bool, num_q: int, num_kv: int
     return mask
 
 
+# Largest ``heads × queries × keys`` per batch element for which reduced-precision attention on
+# CPU materialises its logits (64 MiB in bf16); above it SDPA's flash kernel bounds the memory.
+MATERIALIZE_MAX_LOGITS = 2**25
+
+
+def _two_matmuls_are_faster(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> bool:
+    """Whether plain ``softmax(q·kᵀ)·v`` beats SDPA on this CPU (measured: bench/attention_kernels.py).
+
+    * qk and v head widths differ (language-perceiver: 32 vs 160): CPU SDPA has no fused kernel
+      for that and falls back to a generic math path with extra copies; two matmuls are 25-40 %
+      faster in fp32 and bf16.
+    * bf16/fp16 (also under autocast): CPU SDPA's flash kernel reaches about 40 % of the bf16
+      matmul peak, two bf16 matmuls 1.3-1.7× more for the Perceiver's attention shapes, as long
+      as the logits stay small (:data:`MATERIALIZE_MAX_LOGITS`).
+    """
+    if q.device.type != "cpu":
+        return False
+    if q.shape[-1] != v.shape[-1] and bias is None:
+        return True
+    reduced = (torch.float16, torch.bfloat16)
+    if q.dtype not in reduced and not (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in reduced):
+        return False
+    return q.shape[-3] * q.shape[-2] * k.shape[-2] <= MATERIALIZE_MAX_LOGITS
+
+
 def attend(
     q: Tensor,
     k: Tensor,
@@ -80,19 +105,12 @@ def attend(
     num_q, num_kv = q.shape[-2], k.shape[-2]
     if bias is not None and (kv_mask is not None or causal):
         raise ValueError("attend: bias cannot be combined with kv_mask or causal")
-    if (
-        bias is None
-        and kv_mask is None
-        and not causal
-        and dropout_p == 0.0
-        and q.device.type == "cpu"
-        and q.shape[-1] != v.shape[-1]
-    ):
-        # CPU SDPA has no fused kernel when the qk and v head widths differ (language-perceiver:
-        # 32 vs 160) and falls back to a generic math path with extra copies and -inf checks;
-        # two matmuls and a softmax are 25-40 % faster there. (CPU softmax accumulates bf16/fp16
-        # in fp32 internally; asking for an fp32 result instead costs a slow convert and a copy.)
+    if kv_mask is None and not causal and dropout_p == 0.0 and _two_matmuls_are_faster(q, k, v, bias):
         logits = torch.matmul(q * (q.shape[-1] ** -0.5 if scale is None else scale), k.transpose(-1, -2))
+        if bias is not None:
+            logits = logits + bias
+        # CPU softmax accumulates bf16/fp16 in fp32 internally; asking for an fp32 result
+        # instead would cost a slow convert and a copy.
         return torch.matmul(logits.softmax(dim=-1).to(v.dtype), v)
     if kv_mask is None and causal and num_q == num_kv:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
