@@ -608,6 +608,11 @@ def check(job: dict, args: argparse.Namespace) -> dict:
                 got = spec.runner("ours", ours, x, False, ours)()
                 expected = spec.runner("hf", hf, x, False, None)()
         result["max_abs_diff"] = (got - expected).abs().max().item()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # accuracy of our bf16 path
+            low = spec.runner("ours", ours, x, False, ours)().float()
+        if spec.name == "multimodal":
+            low = low.permute(0, 1, 3, 4, 2).reshape(1, -1, 3)
+        result["bf16_rel_err"] = ((low - got).norm() / got.norm()).item()
         result["check_size"] = "reduced" if big else "full"
         result["params_hf"] = _num_params(hf)
         if big:
@@ -750,6 +755,7 @@ def main() -> None:
     p.add_argument("--generic-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[2**13, 2**15, 2**17])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="tiny sizes, no warm-up (smoke test)")
+    p.add_argument("--check-only", action="store_true", help="parity, bf16 accuracy, parameters and FLOPs; no timing")
     p.add_argument("--inprocess", action="store_true", help="no subprocess per measurement (smoke tests)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--check", help=argparse.SUPPRESS)
@@ -818,6 +824,7 @@ def main() -> None:
             if "max_abs_diff" in c:
                 diff = c["max_abs_diff"]
                 print(f"parity ours vs transformers ({c['check_size']} size, fp32): max |diff| = {diff:.2e}")
+                print(f"ours, bf16 autocast vs fp32: relative error {c['bf16_rel_err']:.2e} (target < 1e-2)")
                 if c["max_abs_diff"] > 1e-4:
                     print("  PARITY FAILED: timings below compare different functions")
             print(line)
@@ -827,7 +834,7 @@ def main() -> None:
             f"{'peak MiB':>10}{'MFU %':>7}{'vs hf':>7}{'vs lucid':>9}"
         )
         print(header)
-        jobs = plan(spec, args, modes, precisions)
+        jobs = [] if args.check_only else plan(spec, args, modes, precisions)
         for job in jobs:
             r = run_worker("worker", job, args)
             if r is None:
@@ -873,6 +880,7 @@ def summary(rows: list[dict], checks: dict, peak: dict, args: argparse.Namespace
     """Headline figures: for every (config, size, mode, precision), our best time and the ratios to each peer."""
     out: dict[str, Any] = {"device": args.device, "peak_gflops": {k: round(v, 1) for k, v in peak.items()}}
     out["parity_max_abs_diff"] = {k: c.get("max_abs_diff") for k, c in checks.items() if "max_abs_diff" in c}
+    out["bf16_rel_err"] = {k: c.get("bf16_rel_err") for k, c in checks.items() if "bf16_rel_err" in c}
     heads = {}
     for r in rows:
         if r["impl"] != "ours" or r["compile"]:

@@ -18,3 +18,11 @@ def test_scaling_benchmark_smoke(tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"perceiver_time_slope_M", "transformer_time_slope_M", "perceiver_time_slope_O"} <= set(summary)
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_attention_kernels_benchmark_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "attention_kernels.py"), "--quick", "--reps", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["peak_fp32"]["gflops"] > 0 and summary["peak_bf16"]["gflops"] > 0
+    assert all(v["sdpa_gflops"] > 0 and v["matmuls_gflops"] > 0 for k, v in summary.items() if "/" in k)
