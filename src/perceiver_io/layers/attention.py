@@ -65,7 +65,7 @@ def _two_matmuls_are_faster(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None
       for that and falls back to a generic math path with extra copies; two matmuls are 25-40 %
       faster in fp32 and bf16.
     * bf16/fp16 (also under autocast): CPU SDPA's flash kernel reaches about 40 % of the bf16
-      matmul peak, two bf16 matmuls 1.3-1.7× more for the Perceiver's attention shapes, as long
+      matmul peak, two bf16 matmuls 1.2-1.7× more for the Perceiver's attention shapes, as long
       as the logits stay small (:data:`MATERIALIZE_MAX_LOGITS`).
     """
     if q.device.type != "cpu":
