@@ -26,3 +26,10 @@ def test_attention_kernels_benchmark_smoke():
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["peak_fp32"]["gflops"] > 0 and summary["peak_bf16"]["gflops"] > 0
     assert all(v["sdpa_gflops"] > 0 and v["matmuls_gflops"] > 0 for k, v in summary.items() if "/" in k)
+
+
+def test_ab_benchmark_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "ab.py"), "--quick", "--config", "imagenet", "--mode", "train"]
+    out = subprocess.run(cmd + ["--rounds", "1"], capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["hf_s"] > 0 and summary["ours_s"] > 0
