@@ -225,3 +225,16 @@ def test_property_random_configs(num_latents, heads, per_head, blocks, layers, m
     assert out.outputs.shape == (2, o, 3) and out.latents.shape == (2, num_latents, d)
     assert torch.isfinite(out.outputs).all()
     torch.testing.assert_close(out.outputs, model(x, input_mask=mask).outputs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4, 100])
+def test_row_fn_applied_per_chunk_equals_applied_after(chunk_size):
+    """``row_fn`` (e.g. an output projection) on each chunk gives what it gives on all rows."""
+    dec = PerceiverDecoder(DecoderConfig(num_query_channels=6, num_output_channels=5), 16).eval()
+    proj = torch.nn.Linear(5, 2)
+    latents, queries = torch.randn(2, 8, 16), torch.randn(2, 11, 6)
+    with torch.no_grad():
+        expected = proj(dec(latents, queries))
+        got = dec(latents, queries, chunk_size=chunk_size, row_fn=proj)
+    assert got.shape == (2, 11, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

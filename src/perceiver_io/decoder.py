@@ -8,6 +8,7 @@ stay bounded however large O is; the result equals unchunked decoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,7 @@ class PerceiverDecoder(nn.Module):
         queries: Tensor | LazyQueries,
         query_mask: Tensor | None = None,
         chunk_size: int | None = None,
+        row_fn: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Decode ``queries`` (a tensor or :class:`LazyQueries`) against ``latents``.
 
@@ -104,6 +106,8 @@ class PerceiverDecoder(nn.Module):
             queries: ``(B, O, E)``, or lazily built queries for huge O.
             query_mask: ``(B, O)`` bool; ``False`` rows give zero outputs.
             chunk_size: decode at most this many queries at once (``None``: all at once).
+            row_fn: a row-wise map ``(B, n, C) -> (B, n, C')`` applied to each decoded chunk (e.g.
+                an output projection), so that only its narrower result is kept for all queries.
         """
         check_inputs(latents, None, self.num_latent_channels, name="latents")
         batch_size = latents.shape[0]
@@ -118,21 +122,19 @@ class PerceiverDecoder(nn.Module):
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
             raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
+        def decode(start: int, end: int) -> Tensor:
+            rows = self._decode(latents, get(start, end))
+            return rows if row_fn is None else row_fn(rows)
+
         if chunk_size is None or chunk_size >= num_queries:
-            out = self._decode(latents, get(0, num_queries))
+            out = decode(0, num_queries)
         elif torch.is_grad_enabled():
-            out = torch.cat(
-                [
-                    self._decode(latents, get(s, min(s + chunk_size, num_queries)))
-                    for s in range(0, num_queries, chunk_size)
-                ],
-                dim=1,
-            )
+            out = torch.cat([decode(s, min(s + chunk_size, num_queries)) for s in range(0, num_queries, chunk_size)], 1)
         else:  # inference: write chunks into one preallocated array, no concatenation copy
             out = None
             for s in range(0, num_queries, chunk_size):
                 e = min(s + chunk_size, num_queries)
-                piece = self._decode(latents, get(s, e))
+                piece = decode(s, e)
                 if out is None:
                     out = piece.new_empty(batch_size, num_queries, piece.shape[-1])
                 out[:, s:e] = piece

@@ -81,4 +81,8 @@ class AudioOutputAdapter(nn.Module):
         self.projection = nn.Linear(num_input_channels, samples_per_patch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.projection(x).reshape(x.shape[0], -1)
+        return self.arrange(self.projection(x))
+
+    def arrange(self, y: Tensor) -> Tensor:
+        """Projected rows ``(B, P, samples_per_patch)`` -> samples ``(B, P·samples_per_patch)``."""
+        return y.reshape(y.shape[0], -1)

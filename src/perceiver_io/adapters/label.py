@@ -38,4 +38,8 @@ class LabelOutputAdapter(nn.Module):
         self.projection = nn.Linear(num_input_channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.projection(x)[:, 0]
+        return self.arrange(self.projection(x))
+
+    def arrange(self, y: Tensor) -> Tensor:
+        """Projected row ``(B, 1, num_classes)`` -> logits ``(B, num_classes)``."""
+        return y[:, 0]

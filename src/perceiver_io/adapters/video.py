@@ -89,7 +89,10 @@ class VideoOutputAdapter(nn.Module):
 
     def forward(self, x: Tensor, subsampled: bool = False) -> Tensor:
         """``(B, O, F)`` -> ``(B, O, C)`` if ``subsampled`` else ``(B, T, C, H, W)`` (needs O = T·H·W)."""
-        y = self.projection(x)
+        return self.arrange(self.projection(x), subsampled)
+
+    def arrange(self, y: Tensor, subsampled: bool = False) -> Tensor:
+        """Projected rows ``(B, P, C)`` -> the output (see :meth:`forward`)."""
         if subsampled:
             return y
         t, h, w = self.video_shape

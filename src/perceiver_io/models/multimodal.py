@@ -27,7 +27,7 @@ from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
 from perceiver_io.layers.position import num_fourier_channels
 from perceiver_io.models.perceiver_io import PerceiverIOBase
 from perceiver_io.models.registry import register_model
-from perceiver_io.queries import LearnedQueries
+from perceiver_io.queries import LazyQueries, LearnedQueries
 
 __all__ = ["MultimodalAutoencoderConfig", "MultimodalAutoencoder", "MultimodalAutoencoderOutput", "MODALITIES"]
 
@@ -268,18 +268,30 @@ class MultimodalAutoencoder(PerceiverIOBase):
         many queries at once; the encoder is not re-run."""
         b = latents.shape[0]
         sizes = self.query_builder.sizes(query_indices)
-        if query_indices is not None:
-            queries = self.query_builder(b, inputs=latents, indices=query_indices)
-        elif chunk_size is not None:
-            queries = self.query_builder.lazy(b, inputs=latents)
+        if query_indices is None and chunk_size is not None:
+            out = self._decode_chunked(latents, sizes, chunk_size)
         else:
-            queries = self.query_builder(b, inputs=latents)
-        rows = self.decoder(
-            latents, queries.to(latents.dtype) if isinstance(queries, Tensor) else queries, None, chunk_size
-        )
-        subsampled = query_indices is not None and query_indices.get("image") is not None
-        out = self.output_adapter(rows, sizes, {"image": {"subsampled": subsampled}})
+            if query_indices is not None:
+                queries = self.query_builder(b, inputs=latents, indices=query_indices)
+            else:
+                queries = self.query_builder(b, inputs=latents)
+            rows = self.decoder(latents, queries.to(latents.dtype), None, chunk_size)
+            subsampled = query_indices is not None and query_indices.get("image") is not None
+            out = self.output_adapter(rows, sizes, {"image": {"subsampled": subsampled}})
         return MultimodalAutoencoderOutput(image=out["image"], audio=out["audio"], label=out["label"], latents=latents)
+
+    def _decode_chunked(self, latents: Tensor, sizes: Mapping[str, int], chunk_size: int) -> dict[str, Tensor]:
+        """All points, built and decoded ``chunk_size`` queries at a time, one modality after another;
+        each chunk goes through its modality's output projection at once, so only the projected
+        outputs (3 channels per pixel, not the decoder's 512) are kept for all 804,737 points."""
+        queries = self.query_builder.lazy(latents.shape[0], inputs=latents)
+        out, start = {}, 0
+        for m in sorted(sizes):  # the order of the query rows (see split_modalities)
+            adapter = self.output_adapter.adapters[m]
+            part = LazyQueries(queries.batch_size, sizes[m], lambda s, e, o=start: queries.build(o + s, o + e))
+            out[m] = adapter.arrange(self.decoder(latents, part, None, chunk_size, row_fn=adapter.projection))
+            start += sizes[m]
+        return out
 
     def forward(  # type: ignore[override]
         self,
