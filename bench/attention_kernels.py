@@ -73,8 +73,8 @@ def main() -> None:
                 manual = flops / best_time(lambda q=q, k=k, v=v: two_matmuls(q, k, v), args.reps)
                 print(f"{name:32} {tag:5} {peak:12.1f} {sdpa / 1e9:8.1f} {manual / 1e9:10.1f}")
                 results[f"{name}/{tag}"] = {
-                    "sdpa_gflops": round(sdpa / 1e9, 1),
-                    "matmuls_gflops": round(manual / 1e9, 1),
+                    "sdpa_gflops": round(sdpa / 1e9, 3),
+                    "matmuls_gflops": round(manual / 1e9, 3),
                     "sdpa_fraction_of_peak": round(sdpa / 1e9 / peak, 3),
                 }
     print(json.dumps(results))
