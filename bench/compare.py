@@ -599,19 +599,20 @@ def check(job: dict, args: argparse.Namespace) -> dict:
         hf = spec.build_hf(check=big)
         ours = spec.build_ours(check=big, hf=hf)
         x = spec.inputs(1, check=big)
+        run_ours = spec.runner("ours", ours, x, False, ours)
+
+        def ours_rows(autocast: bool = False) -> Tensor:
+            """Our output as transformers lays it out (multimodal video: ``(1, pixels, 3)``)."""
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = run_ours().float()
+            return out.permute(0, 1, 3, 4, 2).reshape(1, -1, 3) if spec.name == "multimodal" else out
+
+        got = ours_rows()
         with torch.no_grad():
-            if spec.name == "multimodal":
-                got = spec.runner("ours", ours, x, False, ours)()
-                got = got.permute(0, 1, 3, 4, 2).reshape(1, -1, 3)
-                expected = spec.runner("hf", hf, x, False, None, check=True)()
-            else:
-                got = spec.runner("ours", ours, x, False, ours)()
-                expected = spec.runner("hf", hf, x, False, None)()
+            kw = {"check": True} if spec.name == "multimodal" else {}
+            expected = spec.runner("hf", hf, x, False, None, **kw)()
         result["max_abs_diff"] = (got - expected).abs().max().item()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # accuracy of our bf16 path
-            low = spec.runner("ours", ours, x, False, ours)().float()
-        if spec.name == "multimodal":
-            low = low.permute(0, 1, 3, 4, 2).reshape(1, -1, 3)
+        low = ours_rows(autocast=True)  # accuracy of our bf16 path
         result["bf16_rel_err"] = ((low - got).norm() / got.norm()).item()
         result["check_size"] = "reduced" if big else "full"
         result["params_hf"] = _num_params(hf)
