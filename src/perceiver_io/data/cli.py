@@ -32,9 +32,9 @@ def fetch_cmd(
         Path | None,
         typer.Option("--cache-dir", help="cache root (default $PERCEIVER_IO_DATA or ~/.cache/perceiver-io/data)"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="fetch again even if a verified copy is present")] = False,
+    force: Annotated[bool, typer.Option("--force", help="fetch again even if an intact copy is present")] = False,
 ) -> None:
-    """Fetch, verify and cache data set NAME (does nothing if a verified copy is already there)."""
+    """Fetch, verify and cache data set NAME (if a copy is there: check every file's sha256, re-fetch if damaged)."""
     from perceiver_io.data.fetch import DATASETS, DataError, fetch_dataset
 
     if name not in DATASETS:
@@ -51,6 +51,8 @@ def fetch_cmd(
         what = "stdlib is always present (nothing to fetch)"
     else:
         what = f"{name} already present and verified (nothing fetched)"
+    for note in result.notes:
+        typer.echo(f"note: {note}")
     typer.echo(f"{what}: {_fmt_summary(result.summary)}")
     typer.echo(f"path: {result.path}")
 
