@@ -52,7 +52,6 @@ from perceiver_io.adapters.text import (
     VOCAB_SIZE,
     TextAdapterConfig,
     TextInputAdapter,
-    TiedEmbeddingDecoder,
 )
 from perceiver_io.layers.attention import MultiHeadAttention
 from perceiver_io.layers.blocks import MLP, CrossAttentionBlock, SelfAttentionBlock
@@ -89,17 +88,17 @@ class ByteTransformerMLM(nn.Module):
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(width)
-        self.output_adapter = TiedEmbeddingDecoder(VOCAB_SIZE)
+        self.output_bias = nn.Parameter(torch.zeros(VOCAB_SIZE))  # logits = h·Eᵀ + b (tied, as the Perceiver's)
 
     def encode(self, input_ids: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        h = self.input_adapter(input_ids)
+        h = self.input_adapter(input_ids).inputs
         for block in self.blocks:
             h = block(h, input_mask)
         return self.norm(h)
 
     def forward(self, input_ids: Tensor, input_mask: Tensor | None = None) -> Output:
         h = self.encode(input_ids, input_mask)
-        return Output(self.output_adapter(h, self.input_adapter.token_embedding.weight))
+        return Output(h @ self.input_adapter.token_embedding.weight.t() + self.output_bias)
 
 
 class ByteTransformerClassifier(nn.Module):

@@ -236,7 +236,7 @@ class ImageNet(Spec):
         return lambda: model(*args, **kw)
 
     def lucid_args(self, x, ours):
-        feats = ours.input_adapter(x).detach()
+        feats = ours.input_adapter(x).inputs.detach()
         return (feats,), {"queries": torch.randn(1, ours.config.encoder.num_latent_channels, device=x.device)}
 
     def analytic_flops(self, ours, batch):
@@ -303,7 +303,7 @@ class Flow(Spec):
         return lambda: model(*args, **kw)
 
     def lucid_args(self, x, ours):
-        feats = ours.input_adapter(x).detach()
+        feats = ours.input_adapter(x).inputs.detach()
         return (feats,), {"queries": feats}
 
     def extra(self) -> str:

@@ -21,7 +21,7 @@ def test_compile_fullgraph_encoder_decoder():
     ).eval()
     x = torch.randn(2, 40, 32)
     mask = torch.rand(2, 40) > 0.2
-    queries = model.query_builder(2)
+    queries = model.head.query_builder(2)
     encoder = torch.compile(model.encoder, fullgraph=True, backend="aot_eager")
     decoder = torch.compile(model.decoder, fullgraph=True, backend="aot_eager")
     with torch.no_grad():

@@ -134,9 +134,9 @@ def test_model_stages_compose(kind):
     out = model(x)
     latents = model.encode(x)
     torch.testing.assert_close(out.latents, latents)
-    direct = model.decode(latents, inputs=x)
+    direct = model.decode(latents, inputs=x).outputs
     torch.testing.assert_close(out.outputs, direct)
-    chunked = model.decode(latents, inputs=x, chunk_size=5)
+    chunked = model.decode(latents, inputs=x, chunk_size=5).outputs
     torch.testing.assert_close(chunked, direct, atol=1e-5, rtol=0)
     num_outputs = {"learned": 3, "fourier": 24, "inputs": 24}[kind]
     assert out.outputs.shape == (2, num_outputs, 4)

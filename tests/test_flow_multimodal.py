@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 
 import perceiver_io
-from perceiver_io.adapters.audio import AudioInputAdapter, AudioOutputAdapter
-from perceiver_io.adapters.flow import FlowInputAdapter, patches_for_flow
-from perceiver_io.adapters.image import space_to_depth
+from perceiver_io.adapters.audio import AudioHead, AudioInputAdapter
+from perceiver_io.adapters.flow import flow_image_config
+from perceiver_io.adapters.image import ImageInputAdapter
 from perceiver_io.adapters.label import LabelInputAdapter
 from perceiver_io.adapters.multimodal import MultimodalInputAdapter, split_modalities
-from perceiver_io.adapters.video import VideoInputAdapter, VideoOutputAdapter
+from perceiver_io.adapters.video import VideoHead, video_image_config
 from perceiver_io.config import ConfigError
+from perceiver_io.layers.spatial import patches_for_flow, space_to_depth
 from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 
@@ -85,10 +86,13 @@ def test_space_to_depth_layout():
 
 
 def test_flow_input_adapter_width_and_errors():
-    adapter = FlowInputAdapter((6, 8))
+    adapter = ImageInputAdapter(flow_image_config((6, 8)))
     assert adapter.num_channels == 322
-    assert adapter(torch.randn(1, 2, 3, 6, 8)).shape == (1, 48, 322)
-    with pytest.raises(ValueError, match=r"frames must have shape \(B, 2, 3, H, W\)"):
+    frames = torch.randn(1, 2, 3, 6, 8)
+    out = adapter(frames)
+    assert out.inputs.shape == (1, 48, 322) and out.index_shape == (6, 8)
+    torch.testing.assert_close(adapter(patches_for_flow(frames)).inputs, out.inputs)  # patches accepted as input
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 2, 3 or 27, H, W\)"):
         adapter(torch.randn(1, 3, 3, 6, 8))
 
 
@@ -96,17 +100,22 @@ def test_audio_video_label_adapters():
     audio = AudioInputAdapter(64, 4, 8)
     assert audio.num_channels == 4 + 17
     for a in (torch.randn(2, 64), torch.randn(2, 1, 64), torch.randn(2, 64, 1)):
-        assert audio(a).shape == (2, 16, 21)
+        assert audio(a).inputs.shape == (2, 16, 21)
     with pytest.raises(ValueError, match="divisible by samples_per_patch"):
         audio(torch.randn(2, 63))
-    assert AudioOutputAdapter(12, 4)(torch.randn(2, 16, 12)).shape == (2, 64)
-    video = VideoInputAdapter((2, 8, 8), 3, 4, 1, 4)
-    assert video(torch.randn(2, 2, 3, 8, 8)).shape == (2, 2 * 2 * 2, 48 + 27)
-    out = VideoOutputAdapter(12, (2, 8, 8))
-    assert out(torch.randn(2, 128, 12)).shape == (2, 2, 3, 8, 8)
-    assert out(torch.randn(2, 5, 12), subsampled=True).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="must have 64 samples"):
+        audio(torch.randn(2, 68))
+    head = AudioHead(16, 8, (64,), 12, 4)
+    assert head.arrange(head.projection(torch.randn(2, 16, 12))).shape == (2, 64)
+    video = ImageInputAdapter(video_image_config((2, 8, 8), 3, 4, 1, 4))
+    assert video(torch.randn(2, 2, 3, 8, 8)).inputs.shape == (2, 2 * 2 * 2, 48 + 27)
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 2, 3, H, W\)"):
+        video(torch.randn(2, 3, 3, 8, 8))  # wrong number of frames
+    out = VideoHead((2, 8, 8), 4, (2, 8, 8), 12)
+    assert out.arrange(out.projection(torch.randn(2, 128, 12))).shape == (2, 2, 3, 8, 8)
+    assert out.arrange(torch.randn(2, 5, 3), subsampled=True).shape == (2, 5, 3)
     label = LabelInputAdapter(5)
-    torch.testing.assert_close(label(torch.tensor([1, 3])), F.one_hot(torch.tensor([1, 3]), 5).float()[:, None])
+    torch.testing.assert_close(label(torch.tensor([1, 3])).inputs, F.one_hot(torch.tensor([1, 3]), 5).float()[:, None])
     with pytest.raises(ValueError, match=r"\(B, 5\)"):
         label(torch.zeros(2, 4))
 
@@ -116,12 +125,13 @@ def test_multimodal_input_adapter_padding_order_and_masking():
     mm = MultimodalInputAdapter(adapters, min_padding_size=3, mask_probs={"label": 0.0})
     assert mm.modalities == ["audio", "label"] and mm.num_channels == 21 + 3
     inputs = {"audio": torch.randn(2, 64), "label": F.one_hot(torch.tensor([0, 4]), 5).float()}
-    x, sizes = mm(inputs)
+    adapted = mm(inputs)
+    x, sizes = adapted.inputs, adapted.sizes
     assert x.shape == (2, 17, 24) and sizes == {"audio": 16, "label": 1}
     parts = split_modalities(x, sizes)
     torch.testing.assert_close(parts["label"][:, :, :5], inputs["label"][:, None])
     torch.testing.assert_close(parts["label"][0, 0, 5:], mm.padding["label"][0])
-    masked, _ = mm(inputs, mask_probs={"label": 1.0})
+    masked = mm(inputs, mask_probs={"label": 1.0}).inputs
     torch.testing.assert_close(split_modalities(masked, sizes)["label"][:, 0], mm.mask["label"].expand(2, -1))
     torch.testing.assert_close(split_modalities(masked, sizes)["audio"], parts["audio"])
     with pytest.raises(ValueError, match=r"missing \['label'\]"):
@@ -162,8 +172,9 @@ def test_flow_output_starts_at_zero_and_backprops():
 def test_flow_config_validation_and_json():
     cfg = OpticalFlowConfig()
     assert OpticalFlowConfig.from_json(cfg.to_json()) == cfg
+    assert OpticalFlow(OpticalFlowConfig().replace(image_size=(6, 8), num_patch_channels=32, encoder=TINY_ENCODER))
     with pytest.raises(ConfigError, match="decoder.num_query_channels"):
-        OpticalFlowConfig().replace(num_patch_channels=32)
+        OpticalFlowConfig().replace(decoder={"num_query_channels": 300})
     with pytest.raises(ConfigError, match="image_size"):
         OpticalFlowConfig().replace(image_size=(368,))
     with pytest.raises(ConfigError, match="rescale_factor"):
@@ -256,14 +267,14 @@ def test_multimodal_training_step():
     out = model(inputs, query_indices=idx)
     loss = out.image.abs().mean() + out.audio.abs().mean() + F.cross_entropy(out.logits, inputs["label"].argmax(-1))
     loss.backward()
-    assert model.query_builder.padding["image"].grad is not None
+    assert model.head.padding["image"].grad is not None
 
 
 def test_multimodal_config_validation_and_json(tmp_path):
     cfg = MultimodalAutoencoderConfig()
     assert MultimodalAutoencoderConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ConfigError, match="decoder.num_query_channels"):
-        MultimodalAutoencoderConfig().replace(label_query_channels=512)
+        MultimodalAutoencoderConfig().replace(decoder={"num_query_channels": 1000})
     with pytest.raises(ConfigError, match="mask_probs"):
         MultimodalAutoencoderConfig().replace(mask_probs={"video": 0.5})
     with pytest.raises(ConfigError, match="full_query_positions"):
@@ -283,6 +294,7 @@ def test_multimodal_preset():
     with torch.device("meta"):
         model = perceiver_io.create_model("multimodal-perceiver")
     assert isinstance(model, MultimodalAutoencoder)
-    assert model.input_adapter.num_channels == 704 and model.query_builder.num_channels == 1026
-    assert model.query_builder.sizes() == {"audio": 1920, "image": 16 * 224 * 224, "label": 1}
+    assert model.input_adapter.num_channels == 704 and model.head.num_query_channels == 1026
+    assert model.decoder.config.num_query_channels == 1026
+    assert model.head.sizes() == {"audio": 1920, "image": 16 * 224 * 224, "label": 1}
     assert model.num_parameters() == 19_858_855  # = transformers PerceiverForMultimodalAutoencoding (paper: 20.0M)

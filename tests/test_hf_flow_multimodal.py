@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import perceiver_io
-from perceiver_io.adapters.flow import patches_for_flow
+from perceiver_io.layers.spatial import patches_for_flow
 from perceiver_io.models.flow import OpticalFlow
 from perceiver_io.models.multimodal import MultimodalAutoencoder
 
@@ -202,7 +202,7 @@ def test_multimodal_checkpoint_options(tmp_path):
     assert c.mask_probs == {"image": 0.0, "audio": 0.0, "label": 1.0}
     assert c.full_query_positions == "index" and c.encoder.activation == "gelu"
     assert ours.input_adapter.num_channels == SPP + 385 + 4  # audio is the widest modality here
-    assert ours.query_builder.num_channels == 1024 + 2
+    assert ours.head.num_query_channels == 1024 + 2
     assert ours.num_parameters() == sum(p.numel() for p in hf.parameters())
 
 

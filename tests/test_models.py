@@ -1,12 +1,140 @@
-"""Tests parametrised over every registered model preset, plus config and checkpoint behaviour."""
+"""Tests parametrised over every registered model preset (the tiny ``test-*`` ones run), plus config
+and checkpoint behaviour. A new model family is covered here by registering its tiny presets."""
 
 import json
+from dataclasses import fields
 
 import pytest
 import torch
+from torch import nn
 
 import perceiver_io
 from perceiver_io import ConfigError, DecoderConfig, EncoderConfig, PerceiverIOConfig, QueryConfig
+from perceiver_io.layers.position import TrainablePositionEncoding
+
+TINY = [n for n in perceiver_io.list_models() if perceiver_io.get_preset(n).info.tiny]
+FAMILIES = {perceiver_io.get_preset(n).model_class for n in perceiver_io.list_models()}
+
+
+def _tensors(out) -> dict[str, torch.Tensor]:
+    """The tensor fields of a model output dataclass."""
+    return {f.name: getattr(out, f.name) for f in fields(out) if isinstance(getattr(out, f.name), torch.Tensor)}
+
+
+def _run(model, kwargs, seed: int = 0, **extra):
+    torch.manual_seed(seed)  # mask tokens drawn at random (multimodal) are the same in both calls
+    return model(**kwargs, **extra)
+
+
+def test_every_family_has_a_tiny_preset():
+    tiny_families = {perceiver_io.get_preset(n).model_class for n in TINY}
+    assert FAMILIES == tiny_families, f"families without a test-* preset: {FAMILIES - tiny_families}"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_forward_backward_every_parameter_gets_a_gradient(name):
+    model = perceiver_io.create_model(name).train()
+    kwargs = model.example_inputs(batch_size=8)
+    out = _run(model, kwargs)
+    tensors = _tensors(out)
+    assert tensors["latents"].shape[:2] == (8, model.config.encoder.num_latents)
+    for field, value in tensors.items():
+        assert torch.isfinite(value).all(), field
+    sum(v.float().square().mean() + v.float().mean() for v in tensors.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_chunked_decoding_equals_unchunked_and_auto(name):
+    model = perceiver_io.create_model(name).eval()
+    kwargs = model.example_inputs(batch_size=2)
+    with torch.no_grad():
+        full = _tensors(_run(model, kwargs, chunk_size=None))
+        for chunk_size in (1, 7, "auto"):
+            got = _tensors(_run(model, kwargs, chunk_size=chunk_size))
+            for field in full:
+                torch.testing.assert_close(got[field], full[field], atol=1e-5, rtol=1e-5, msg=f"{field} {chunk_size}")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_encode_then_decode_equals_forward(name):
+    model = perceiver_io.create_model(name).eval()
+    kwargs = dict(model.example_inputs(batch_size=2))
+    inputs, indices = kwargs.pop("inputs"), kwargs.pop("query_indices", None)
+    with torch.no_grad():
+        full = _tensors(_run(model, {"inputs": inputs, "query_indices": indices}))
+        torch.manual_seed(0)
+        adapted = model.adapt(inputs)
+        latents = model.encoder(adapted.inputs)
+        staged = _tensors(model.decode(latents, inputs=adapted, query_indices=indices))
+    for field in full:
+        torch.testing.assert_close(staged[field], full[field], msg=field)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_save_load_round_trip(name, tmp_path):
+    model = perceiver_io.create_model(name).eval()
+    kwargs = model.example_inputs(batch_size=2)
+    model.save_pretrained(tmp_path)
+    loaded = perceiver_io.from_pretrained(tmp_path)
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    with torch.no_grad():
+        a, b = _tensors(_run(model, kwargs)), _tensors(_run(loaded, kwargs))
+    for field in a:
+        torch.testing.assert_close(b[field], a[field], rtol=0, atol=0, msg=field)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_bf16_autocast_is_finite_and_close(name):
+    model = perceiver_io.create_model(name).eval()
+    kwargs = model.example_inputs(batch_size=2)
+    with torch.no_grad():
+        ref = _tensors(_run(model, kwargs))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = _tensors(_run(model, kwargs))
+    for field, value in low.items():
+        assert torch.isfinite(value.float()).all(), field
+        scale = ref[field].abs().max().clamp_min(1e-3)
+        assert (value.float() - ref[field]).abs().max() / scale < 0.1, field
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_compile_fullgraph(name):
+    torch._dynamo.reset()
+    model = perceiver_io.create_model(name).eval()
+    kwargs = model.example_inputs(batch_size=2)
+    adapted = model.adapt(kwargs["inputs"])
+    encoder = torch.compile(model.encoder, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        latents = encoder(adapted.inputs)
+        torch.testing.assert_close(latents, model.encoder(adapted.inputs))
+        if model.decoder is not None:
+            decoder = torch.compile(model.decoder, fullgraph=True, backend="eager")
+            for group, queries in model.head.queries(latents, adapted, kwargs.get("query_indices")).items():
+                q = queries if isinstance(queries, torch.Tensor) else queries.build(0, queries.num_queries)
+                torch.testing.assert_close(
+                    decoder(latents, q, row_fn=model.head.row_fn(group)),
+                    model.decoder(latents, q, row_fn=model.head.row_fn(group)),
+                )
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", perceiver_io.list_models())
+def test_weight_decay_rule(name):
+    """No decay exactly for 1-D parameters and embedding arrays (latents, positions, learned queries,
+    padding/mask tokens); every weight matrix decays, including position projections."""
+    with torch.device("meta"):
+        model = perceiver_io.create_model(name)
+    skip = model.no_weight_decay()
+    embeddings = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, (TrainablePositionEncoding, nn.ParameterDict)):
+            embeddings |= {f"{module_name}.{n}" for n, _ in module.named_parameters()}
+    for n, p in model.named_parameters():
+        assert (n in skip) == (p.dim() < 2 or n in embeddings), n
+        if "projection.weight" in n or n.endswith("token_embedding.weight"):
+            assert n not in skip, n
 
 
 @pytest.mark.parametrize("name", perceiver_io.list_models())
@@ -49,7 +177,9 @@ def test_perceiver_io_base_matches_paper_size():
         (lambda: DecoderConfig(num_heads=3, num_qk_channels=8), r"num_qk_channels \(8\) must be divisible"),
         (lambda: QueryConfig(kind="fourier"), r"QueryConfig.index_dims must be given"),
         (
-            lambda: PerceiverIOConfig(num_input_channels=5, queries=QueryConfig(kind="inputs")),
+            lambda: PerceiverIOConfig(
+                num_input_channels=5, queries=QueryConfig(kind="inputs"), decoder=DecoderConfig(num_query_channels=1024)
+            ),
             r"decoder.num_query_channels \(1024\) must equal the width of the 'inputs' queries \(5\)",
         ),
     ],

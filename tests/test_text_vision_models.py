@@ -14,12 +14,12 @@ from perceiver_io.adapters import (
     ImageInputAdapter,
     TextAdapterConfig,
     TextInputAdapter,
-    space_to_depth,
 )
-from perceiver_io.adapters.image import ConvDownsample, same_padding
+from perceiver_io.adapters.image import ConvDownsample
 from perceiver_io.config import ConfigError
 from perceiver_io.decoder import DecoderConfig
 from perceiver_io.encoder import EncoderConfig
+from perceiver_io.layers.spatial import same_padding, space_to_depth
 from perceiver_io.models import (
     ImageClassifier,
     ImageClassifierConfig,
@@ -88,9 +88,9 @@ def test_tokenizer_batch():
 def test_text_adapter_shapes_and_errors():
     adapter = TextInputAdapter(TextAdapterConfig(max_seq_len=16, num_channels=8))
     x = adapter(torch.randint(0, 262, (3, 10)))
-    assert x.shape == (3, 10, 8)
+    assert x.inputs.shape == (3, 10, 8) and x.index_shape == (10,)
     expected = adapter.token_embedding.weight[5] + adapter.position_embedding.embeddings[2]
-    assert torch.allclose(adapter(torch.full((1, 3), 5))[0, 2], expected)
+    assert torch.allclose(adapter(torch.full((1, 3), 5)).inputs[0, 2], expected)
     with pytest.raises(ValueError, match="max_seq_len"):
         adapter(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match=r"input_ids must be in \[0, 262\)"):
@@ -146,7 +146,11 @@ def test_image_adapter_shapes(kwargs, images_shape, expected):
     video = len(images_shape) == 5
     config = ImageAdapterConfig(image_shape=images_shape[-2:], **kwargs)
     adapter = ImageInputAdapter(config)
-    out, feats = adapter(torch.randn(images_shape), return_features=True)
+    images = torch.randn(images_shape)
+    adapted = adapter(images)
+    out, feats = adapted.inputs, adapter.features(images)
+    assert adapted.index_shape == tuple(feats.shape[1:-1]) == config.index_dims()
+    feats = feats.reshape(feats.shape[0], -1, feats.shape[-1])
     assert out.shape == expected
     assert adapter.num_channels == expected[-1] == config.num_channels()
     assert feats.shape[:2] == expected[:2] and feats.shape[-1] == config.feature_channels()
@@ -158,7 +162,7 @@ def test_image_adapter_shapes(kwargs, images_shape, expected):
 def test_image_adapter_pixels_row_major_and_fourier_features():
     config = ImageAdapterConfig(image_shape=(4, 5), prep_type="pixels", num_bands=3, max_resolution=(224, 224))
     images = torch.randn(1, 3, 4, 5)
-    out = ImageInputAdapter(config)(images)
+    out = ImageInputAdapter(config)(images).inputs
     assert torch.equal(out[0, :, :3], images[0].permute(1, 2, 0).reshape(20, 3))
     pos = out[0, :, 3:5]  # (y, x) in [-1, 1], row-major
     assert torch.allclose(pos[0], torch.tensor([-1.0, -1.0])) and torch.allclose(pos[-1], torch.tensor([1.0, 1.0]))
@@ -235,13 +239,14 @@ def test_masked_lm_shapes_stages_and_chunks():
         out = model(ids, mask)
         assert out.logits.shape == (2, 20, 262) and out.latents.shape == (2, 8, 32)
         latents = model.encode(ids, mask)
-        assert torch.allclose(model.decode(latents, length=20), out.logits, atol=1e-6)
-        assert torch.allclose(model.decode(latents, length=20, chunk_size=7), out.logits, atol=1e-5)
-        assert model.decode(latents).shape == (2, 32, 262)
+        adapted = model.adapt(ids)
+        assert torch.allclose(model.decode(latents, inputs=adapted).logits, out.logits, atol=1e-6)
+        assert torch.allclose(model.decode(latents, inputs=adapted, chunk_size=7).logits, out.logits, atol=1e-5)
+        assert model.decode(latents).logits.shape == (2, 32, 262)  # without inputs: every position
         idx = torch.tensor([3, 17])
-        assert torch.allclose(model.decode(latents, query_indices=idx), out.logits[:, idx], atol=1e-5)
+        assert torch.allclose(model.decode(latents, query_indices=idx).logits, out.logits[:, idx], atol=1e-5)
     # tied decoder: logits = hidden · Eᵀ + b
-    assert model.output_adapter.bias.shape == (262,)
+    assert model.head.bias.shape == (262,)
     assert sum(p is model.input_adapter.token_embedding.weight for p in model.parameters()) == 1
     with pytest.raises(ValueError, match="input_mask"):
         model(ids, torch.ones(2, 19, dtype=torch.bool))
@@ -251,7 +256,10 @@ def test_masked_lm_shapes_stages_and_chunks():
 
 def test_masked_lm_config_validation():
     with pytest.raises(ConfigError, match="num_query_channels"):
-        MaskedLanguageModelConfig(text=TextAdapterConfig(num_channels=64))
+        MaskedLanguageModelConfig(
+            text=TextAdapterConfig(num_channels=64), decoder=DecoderConfig(num_query_channels=768)
+        )
+    assert MaskedLanguageModelConfig(text=TextAdapterConfig(num_channels=64))  # the query width is derived
     with pytest.raises(ConfigError, match="num_output_channels"):
         MaskedLanguageModelConfig(decoder=DecoderConfig(num_query_channels=768, num_output_channels=10))
 

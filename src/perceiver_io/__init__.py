@@ -19,6 +19,7 @@ from perceiver_io.models import (
     register_model,
 )
 from perceiver_io.queries import FourierQueries, InputQueries, LazyQueries, LearnedQueries, QueryBuilder
+from perceiver_io.registry import PretrainedInfo, get_preset
 
 __version__ = "0.1.0"
 
@@ -43,5 +44,7 @@ __all__ = [
     "get_config",
     "list_models",
     "register_model",
+    "get_preset",
+    "PretrainedInfo",
     "from_pretrained",
 ]

@@ -18,32 +18,44 @@ app = typer.Typer(help="Perceiver IO: build, train, evaluate and benchmark Perce
 @app.command()
 def demo(
     model: str = typer.Option("perceiver-io-tiny", help="registered preset to build (see `perceiver-io models`)"),
-    batch_size: int = typer.Option(4, min=1, help="batch size B"),
-    num_inputs: int = typer.Option(4096, min=1, help="input array length M"),
-    steps: int = typer.Option(3, min=1, help="forward + backward passes to time"),
+    batch_size: int = typer.Option(1, min=1, help="batch size B"),
+    steps: int = typer.Option(1, min=1, help="forward + backward passes to time"),
 ) -> None:
-    """Build a model, run forward and backward on random data, print shapes, parameters and time."""
+    """Build a preset, run forward and backward on its example inputs, print shapes, parameters and time."""
     import torch
 
     import perceiver_io
 
-    torch.manual_seed(0)
-    net = perceiver_io.create_model(model)
-    c = net.config
-    inputs = torch.randn(batch_size, num_inputs, c.num_input_channels)
-    typer.echo(f"model {model}: {net.num_parameters():,} parameters")
-    typer.echo(f"inputs  (B, M, C) = {tuple(inputs.shape)}")
+    with _user_errors():
+        torch.manual_seed(0)
+        net = perceiver_io.create_model(model)
+        kwargs = net.example_inputs(batch_size)
+    typer.echo(f"model {model}: {type(net).__name__}, {net.num_parameters():,} parameters")
+    for name, value in kwargs.items():
+        typer.echo(f"{name}: {_describe(value)}")
     times = []
     for _ in range(steps):
+        net.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
-        out = net(inputs)
-        out.outputs.float().square().mean().backward()
+        out = net(**kwargs)
+        fields = {k: v for k, v in vars(out).items() if isinstance(v, torch.Tensor)}
+        sum(v.float().square().mean() for v in fields.values()).backward()
         times.append(time.perf_counter() - t0)
-    typer.echo(f"latents (B, N, D) = {tuple(out.latents.shape)}")
-    typer.echo(f"outputs (B, O, F) = {tuple(out.outputs.shape)}")
-    grads = sum(p.grad is not None for p in net.parameters())
-    typer.echo(f"gradients on {grads}/{len(list(net.parameters()))} parameter tensors")
+    for name, value in fields.items():
+        typer.echo(f"output {name}: {_describe(value)}")
+    params = list(net.parameters())
+    typer.echo(f"gradients on {sum(p.grad is not None for p in params)}/{len(params)} parameter tensors")
     typer.echo(f"forward+backward: {min(times) * 1e3:.1f} ms (best of {steps}, {torch.get_num_threads()} threads)")
+
+
+def _describe(value) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 @app.command("models")
@@ -170,14 +182,14 @@ def predict_flow(
         Path | None, typer.Option(help="also write the raw flow (H, W, 2) float32, pixels, to this .npy")
     ] = None,
     tile_overlap: int = typer.Option(20, min=0, help="minimum overlap in pixels of the tiles at the training size"),
-    flow_scale: float = typer.Option(
-        20.0,
-        help="multiplies the model output (already ÷ rescale_factor); 20 for the published checkpoint, "
-        "1 for a model trained on pixel targets",
+    flow_scale: float | None = typer.Option(
+        None,
+        help="multiplies the model output (already ÷ rescale_factor); default the published checkpoint's "
+        "(20, from the optical-flow-perceiver preset); 1 for a model trained on pixel targets",
     ),
     max_radius: float | None = typer.Option(None, help="flow magnitude (pixels) of full colour; default the maximum"),
     batch_size: int = typer.Option(1, min=1, help="tiles per forward pass"),
-    chunk_size: int | None = typer.Option(None, min=1, help="decode at most this many pixels at once"),
+    chunk_size: int | None = typer.Option(None, min=1, help="decode at most this many pixels at once (default: auto)"),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
 ) -> None:
     """Estimate optical flow from FRAME1 to FRAME2 (tiled at the model's training size) and draw it."""
@@ -193,7 +205,7 @@ def predict_flow(
             tile_overlap=tile_overlap,
             flow_scale=flow_scale,
             batch_size=batch_size,
-            chunk_size=chunk_size,
+            chunk_size=chunk_size or "auto",
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         save_flow_png(flow, out, max_radius)

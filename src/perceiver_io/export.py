@@ -60,7 +60,7 @@ class TextLogits(nn.Module):
         self.model = model
 
     def forward(self, input_ids: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        return self.model(input_ids, input_mask).logits
+        return self.model(input_ids, input_mask, chunk_size=None).logits
 
 
 class ImageLogits(nn.Module):
@@ -71,7 +71,7 @@ class ImageLogits(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model(images).logits
+        return self.model(images, chunk_size=None).logits
 
 
 def logits_module(model: nn.Module) -> TextLogits | ImageLogits:

@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import perceiver_io.models  # noqa: F401  (registers the presets read below)
 from perceiver_io.adapters.text import BytesTokenizer
+from perceiver_io.registry import get_preset
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -41,11 +43,13 @@ __all__ = [
     "autoencode",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Inference conventions live with the published presets (perceiver_io.registry.PretrainedInfo).
+_IMAGENET = get_preset("vision-perceiver-fourier").info
+IMAGENET_MEAN: tuple[float, ...] = _IMAGENET.mean  # type: ignore[assignment]
+IMAGENET_STD: tuple[float, ...] = _IMAGENET.std  # type: ignore[assignment]
 #: The official flow colab multiplies the network output (already ÷ ``rescale_factor`` = 100) by 20
 #: (``FLOW_SCALE_FACTOR``) to get pixels; the published checkpoint needs it.
-FLOW_SCALE_FACTOR = 20.0
+FLOW_SCALE_FACTOR: float = get_preset("optical-flow-perceiver").info.output_scale  # type: ignore[assignment]
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | numpy.ndarray | Tensor
 
@@ -303,9 +307,9 @@ def estimate_flow(
     frame2: ImageLike,
     tile_overlap: int = 20,
     tile_size: Sequence[int] | None = None,
-    flow_scale: float = FLOW_SCALE_FACTOR,
+    flow_scale: float | None = None,
     batch_size: int = 1,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = "auto",
 ) -> Tensor:
     """Optical flow from ``frame1`` to ``frame2`` (RGB, same size ``H × W``) -> ``(H, W, 2)`` float, pixels ``(u, v)``.
 
@@ -314,11 +318,14 @@ def estimate_flow(
     clipped to the image where it is smaller) overlapping by at least ``tile_overlap`` pixels;
     each tile's flow (3×3 patches are extracted per tile by the model) is weighted by
     :func:`flow_tile_weights` and the weighted flows are averaged. The model outputs flow ÷
-    ``rescale_factor``; ``flow_scale`` (default 20, the colab's ``FLOW_SCALE_FACTOR``, right for
-    the published checkpoint) converts it to pixels; pass ``flow_scale=1`` for a model trained on
-    pixel targets. ``batch_size`` tiles run at once; ``chunk_size`` bounds the decoder's memory.
+    ``rescale_factor``; ``flow_scale`` (default: the ``optical-flow-perceiver`` preset's
+    ``output_scale``, 20, the colab's ``FLOW_SCALE_FACTOR``, right for the published checkpoint)
+    converts it to pixels; pass ``flow_scale=1`` for a model trained on pixel targets.
+    ``batch_size`` tiles run at once; ``chunk_size`` bounds the decoder's memory (default "auto").
     """
     _require(model, "OpticalFlow", "estimate_flow")
+    if flow_scale is None:
+        flow_scale = FLOW_SCALE_FACTOR
     f1 = load_image(frame1, "frame1")
     f2 = load_image(frame2, "frame2")
     if f1.shape != f2.shape:

@@ -48,21 +48,43 @@ class QueryBuilder(nn.Module):
         return self(batch_size, inputs=inputs)[:, start:end]
 
     def lazy(self, batch_size: int, inputs: Tensor | None = None) -> LazyQueries:
-        return LazyQueries(batch_size, self.num_queries(inputs), lambda s, e: self.chunk(batch_size, s, e, inputs))
+        """All queries, built on demand ``build(start, end)``; the whole range is built in one call."""
+        n = self.num_queries(inputs)
+
+        def build(start: int, end: int) -> Tensor:
+            if (start, end) == (0, n):
+                return self(batch_size, inputs=inputs)
+            return self.chunk(batch_size, start, end, inputs)
+
+        return LazyQueries(batch_size, n, build)
 
 
 class LearnedQueries(QueryBuilder):
-    """A learned ``(O, E)`` query array (one row for classification, one per position for MLM)."""
+    """A learned ``(O, E)`` query array (one row for classification, one per position for MLM).
 
-    def __init__(self, num_queries: int, num_channels: int, init_scale: float = 0.02) -> None:
+    ``per_input_position=True``: one query per input row, so inputs ``(B, L, C)`` get the first
+    ``L`` rows (``L <= O``; all ``O`` without inputs).
+    """
+
+    def __init__(
+        self, num_queries: int, num_channels: int, init_scale: float = 0.02, per_input_position: bool = False
+    ) -> None:
         super().__init__()
         self.num_channels = num_channels
+        self.per_input_position = per_input_position
         self.embedding = TrainablePositionEncoding(num_queries, num_channels, init_scale)
 
     def num_queries(self, inputs: Tensor | None = None) -> int:
-        return self.embedding.num_positions
+        n = self.embedding.num_positions
+        if self.per_input_position and inputs is not None:
+            if inputs.shape[1] > n:
+                raise ValueError(f"inputs have {inputs.shape[1]} positions, more than the {n} learned queries")
+            return inputs.shape[1]
+        return n
 
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        if indices is None and self.per_input_position and inputs is not None:
+            return self.chunk(batch_size, 0, self.num_queries(inputs))
         return self.embedding(batch_size, indices)
 
     def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
@@ -95,12 +117,14 @@ class FourierQueries(QueryBuilder):
         self.full_positions = full_positions
         self.encoding = FourierPositionEncoding(index_dims, num_bands, max_resolution, concat_pos, sine_only)
         self.num_channels = self.encoding.num_channels
+        # follows model.to(device): the queries are built where the model lives when no inputs are given
+        self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
 
     def num_queries(self, inputs: Tensor | None = None) -> int:
         return math.prod(self.encoding.index_dims)
 
-    def _device(self, inputs: Tensor | None):
-        return inputs.device if inputs is not None else None
+    def _device(self, inputs: Tensor | None) -> torch.device:
+        return inputs.device if inputs is not None else self._device_anchor.device
 
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
         if indices is None and self.full_positions == "index":

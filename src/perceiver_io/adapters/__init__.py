@@ -1,29 +1,26 @@
-"""Modality adapters: raw inputs -> ``(B, M, C)`` arrays (input side) and decoder rows -> results (output side)."""
+"""Modality adapters. Input side: raw inputs -> :class:`AdaptedInputs` (``(B, M, C)`` rows);
+output side: the modality's output head (queries, row function, final step)."""
 
-from perceiver_io.adapters.image import (
-    ClassificationOutputAdapter,
-    ConvDownsample,
-    ImageAdapterConfig,
-    ImageInputAdapter,
-    space_to_depth,
-)
+from perceiver_io.adapters.base import AdaptedInputs, IdentityInputAdapter, InputAdapter
+from perceiver_io.adapters.image import ConvDownsample, ImageAdapterConfig, ImageInputAdapter
 from perceiver_io.adapters.text import (
     VOCAB_SIZE,
     BytesTokenizer,
+    MaskedLanguageHead,
     TextAdapterConfig,
     TextInputAdapter,
-    TiedEmbeddingDecoder,
 )
 
 __all__ = [
+    "AdaptedInputs",
+    "InputAdapter",
+    "IdentityInputAdapter",
     "BytesTokenizer",
     "TextAdapterConfig",
     "TextInputAdapter",
-    "TiedEmbeddingDecoder",
+    "MaskedLanguageHead",
     "VOCAB_SIZE",
     "ImageAdapterConfig",
     "ImageInputAdapter",
     "ConvDownsample",
-    "ClassificationOutputAdapter",
-    "space_to_depth",
 ]

@@ -1,6 +1,7 @@
-"""Optical-flow adapters: two RGB frames in, a flow field ``(B, H, W, 2)`` out.
+"""Optical flow: two RGB frames in, a flow field ``(B, H, W, 2)`` out.
 
-Input side (official ``patches_for_flow`` + ``ImagePreprocessor(prep_type='patches')``):
+Input side: :class:`ImageInputAdapter` as the official flow preprocessing
+(``patches_for_flow`` + ``ImagePreprocessor(prep_type='patches')``), see :func:`flow_image_config`:
 
 1. each frame is zero-padded by 1 and every pixel becomes its 3×3 neighbourhood:
    ``(B, 2, 3, H, W) -> (B, 2, 27, H, W)`` (values ordered ``(kh, kw, c)``);
@@ -8,95 +9,75 @@ Input side (official ``patches_for_flow`` + ``ImagePreprocessor(prep_type='patch
 3. ``Linear(54, 64)`` (``conv_after_patching``), then 2-D Fourier features of the pixel grid
    (64 bands, ``max_resolution`` = the training size 368×496) are concatenated: 64 + 258 = 322.
 
-Output side: the decoder's 2 channels per pixel are divided by ``rescale_factor`` (100) and
-reshaped to ``(B, H, W, 2)``.
+Output side (:class:`FlowHead`): the inputs are the queries, one per pixel; the decoder's 2
+channels per pixel are divided by ``rescale_factor`` (100) and reshaped to ``(B, H, W, 2)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from perceiver_io.adapters.image import space_to_depth
-from perceiver_io.adapters.video import concat_positions
-from perceiver_io.layers.position import FourierPositionEncoding
+from perceiver_io.adapters.base import AdaptedInputs
+from perceiver_io.adapters.image import ImageAdapterConfig
+from perceiver_io.heads import OutputHead
+from perceiver_io.queries import InputQueries
 
-__all__ = ["patches_for_flow", "FlowInputAdapter", "FlowOutputAdapter"]
-
-
-def patches_for_flow(frames: Tensor, patch_size: int = 3) -> Tensor:
-    """Each pixel's ``k×k`` neighbourhood (zero padding): ``(B, T, C, H, W) -> (B, T, k·k·C, H, W)``.
-
-    Channel order is ``(kh, kw, c)``, as the official ``patches_for_flow``.
-    """
-    if frames.dim() != 5:
-        raise ValueError(f"frames must have shape (B, T, C, H, W), got {tuple(frames.shape)}")
-    b, t, c, h, w = frames.shape
-    k = patch_size
-    cols = F.unfold(frames.reshape(b * t, c, h, w), kernel_size=k, padding=k // 2)  # (B·T, C·k·k, H·W), (c, kh, kw)
-    cols = cols.reshape(b, t, c, k * k, h, w).transpose(2, 3)  # (kh, kw), c
-    return cols.reshape(b, t, k * k * c, h, w)
+__all__ = ["flow_image_config", "FlowHead", "OpticalFlowOutput"]
 
 
-class FlowInputAdapter(nn.Module):
-    """Two frames ``(B, 2, 3, H, W)`` (or their patches ``(B, 2, 27, H, W)``) -> inputs ``(B, H·W, 322)``.
+def flow_image_config(
+    image_size: Sequence[int] = (368, 496),
+    num_image_channels: int = 3,
+    patch_size: int = 3,
+    num_patch_channels: int = 64,
+    num_frequency_bands: int = 64,
+) -> ImageAdapterConfig:
+    """The image-adapter config of the official flow model for frame pairs ``(B, 2, C, H, W)``.
 
-    ``image_size`` is the training resolution: it sets the Fourier ``max_resolution``; inputs of
+    ``image_size`` is the training resolution: it sets the Fourier ``max_resolution``; frames of
     another size get positions ``linspace(-1, 1)`` over their own grid (as the official code).
     """
+    return ImageAdapterConfig(
+        image_shape=tuple(int(v) for v in image_size),  # type: ignore[arg-type]
+        num_image_channels=num_image_channels,
+        num_frames=2,
+        prep_type="patches",
+        pixel_patch_size=patch_size,
+        spatial_downsample=1,
+        temporal_downsample=2,
+        conv_after_patching=True,
+        out_channels=num_patch_channels,
+        position_encoding="fourier",
+        num_bands=num_frequency_bands,
+    )
 
-    def __init__(
-        self,
-        image_size: Sequence[int] = (368, 496),
-        num_image_channels: int = 3,
-        num_frames: int = 2,
-        patch_size: int = 3,
-        num_patch_channels: int = 64,
-        num_frequency_bands: int = 64,
-    ) -> None:
+
+@dataclass
+class OpticalFlowOutput:
+    """``flow``: ``(B, H, W, 2)`` in pixels (or ``(B, P, 2)`` at subsampled pixels); ``latents``: ``(B, N, D)``."""
+
+    flow: Tensor
+    latents: Tensor
+
+
+class FlowHead(OutputHead):
+    """Inputs-as-queries; rows ``(B, H·W, 2)`` ÷ ``rescale_factor`` -> flow ``(B, H, W, 2)``."""
+
+    def __init__(self, num_input_channels: int, rescale_factor: float = 100.0) -> None:
         super().__init__()
-        self.image_size = tuple(int(v) for v in image_size)
-        self.num_image_channels = num_image_channels
-        self.num_frames = num_frames
-        self.patch_size = patch_size
-        self.num_patch_values = num_frames * patch_size**2 * num_image_channels
-        self.patch_projection = nn.Linear(self.num_patch_values, num_patch_channels)
-        self.position_encoding = FourierPositionEncoding(self.image_size, num_frequency_bands)
-
-    @property
-    def num_channels(self) -> int:
-        return self.patch_projection.out_features + self.position_encoding.num_channels
-
-    def patches(self, frames: Tensor) -> Tensor:
-        """``(B, T, C, H, W)`` frames -> ``(B, T, k²C, H, W)`` patches (passed through if already patches)."""
-        c, k2c = self.num_image_channels, self.patch_size**2 * self.num_image_channels
-        if frames.dim() != 5 or frames.shape[1] != self.num_frames or frames.shape[2] not in (c, k2c):
-            raise ValueError(
-                f"frames must have shape (B, {self.num_frames}, {c}, H, W) (RGB frames) or "
-                f"(B, {self.num_frames}, {k2c}, H, W) (3×3 patches), got {tuple(frames.shape)}"
-            )
-        return patches_for_flow(frames, self.patch_size) if frames.shape[2] == c else frames
-
-    def forward(self, frames: Tensor) -> Tensor:
-        """``(B, 2, 3|27, H, W)`` -> ``(B, H·W, num_channels)``."""
-        x = space_to_depth(self.patches(frames), temporal_block_size=self.num_frames)[:, 0]  # (B, H, W, 54)
-        b, h, w, _ = x.shape
-        x = self.patch_projection(x.reshape(b, h * w, -1))
-        pos = self.position_encoding.grid((h, w), device=x.device).to(x.dtype)
-        return concat_positions(x, pos)
-
-
-class FlowOutputAdapter(nn.Module):
-    """Decoded rows ``(B, H·W, 2)`` -> flow ``(B, H, W, 2)`` in pixels (÷ ``rescale_factor``)."""
-
-    def __init__(self, rescale_factor: float = 100.0) -> None:
-        super().__init__()
+        self.query_builder = InputQueries(num_input_channels)
         self.rescale_factor = rescale_factor
 
-    def forward(self, x: Tensor, image_shape: Sequence[int]) -> Tensor:
-        h, w = image_shape
-        if x.shape[1] != h * w:
-            raise ValueError(f"expected {h * w} decoded rows for a {h}×{w} flow field, got {x.shape[1]}")
-        return (x / self.rescale_factor).reshape(x.shape[0], h, w, x.shape[-1])
+    def finish(self, rows, latents, inputs: AdaptedInputs | None, indices) -> OpticalFlowOutput:
+        flow = rows["outputs"] / self.rescale_factor
+        if indices is None:
+            if inputs is None or inputs.index_shape is None or len(inputs.index_shape) != 2:
+                raise ValueError("decoding every pixel needs inputs=model.adapt(frames) (their (H, W) grid)")
+            h, w = inputs.index_shape
+            if flow.shape[1] != h * w:
+                raise ValueError(f"expected {h * w} decoded rows for a {h}×{w} flow field, got {flow.shape[1]}")
+            flow = flow.reshape(flow.shape[0], h, w, flow.shape[-1])
+        return OpticalFlowOutput(flow=flow, latents=latents)

@@ -1,6 +1,8 @@
-"""Images (and video) -> ``(B, M, C)`` inputs with position features; classification output side.
+"""Images, video frames and optical-flow pairs -> ``(B, M, C)`` inputs with position features.
 
-Images at the API boundary are ``(B, C, H, W)`` (video ``(B, T, C, H, W)``). The adapter
+One adapter serves all three, as the official ``ImagePreprocessor``. Images at the API boundary
+are ``(B, C, H, W)``; with ``num_frames`` set, video ``(B, T, C, H, W)`` (a flow pair is a video of
+two frames). The adapter
 preprocesses them (``prep_type``), flattens the resulting grid to ``M`` rows (row-major, as
 DeepMind and ``transformers``) and concatenates or adds position features:
 
@@ -9,7 +11,10 @@ DeepMind and ``transformers``) and concatenates or adds position features:
   -> 3×3 stride-2 max-pool], ``out_channels`` wide (ImageNet "conv": 224² -> 56² × 64);
 * ``conv1x1``: a 1×1 conv with stride ``spatial_downsample`` to ``out_channels``;
 * ``patches``: space-to-depth, ``(dt dh dw c)`` channel order; a single remaining frame is
-  squeezed (optical flow); optional ``Linear(out_channels)`` after patching.
+  squeezed (optical flow); optional ``Linear(out_channels)`` after patching
+  (``conv_after_patching``). With ``pixel_patch_size = k`` every pixel is first replaced by its
+  ``k×k`` neighbourhood (the official ``patches_for_flow``); such patches ``(B, T, k²C, H, W)``
+  are also accepted as input directly.
 
 Position features are Fourier features of the post-processing grid (``linspace(-1, 1, n)``
 per axis, bands up to ``max_resolution/2``) or a trainable array, optionally projected by a
@@ -29,53 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from perceiver_io.adapters.base import AdaptedInputs, InputAdapter
 from perceiver_io.config import Config, ConfigError
-from perceiver_io.layers.attention import variance_scaling_
+from perceiver_io.layers.init import variance_scaling_
 from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, num_fourier_channels
+from perceiver_io.layers.spatial import patches_for_flow, same_padding, space_to_depth
 from perceiver_io.validation import check_tensor
 
-__all__ = [
-    "ImageAdapterConfig",
-    "ImageInputAdapter",
-    "ConvDownsample",
-    "ClassificationOutputAdapter",
-    "space_to_depth",
-    "same_padding",
-]
+__all__ = ["ImageAdapterConfig", "ImageInputAdapter", "ConvDownsample", "PREP_TYPES"]
 
 PREP_TYPES = ("pixels", "conv", "conv1x1", "patches")
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF/Haiku ``SAME`` padding ``(before, after)`` of one axis: output size ``ceil(size/stride)``."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def space_to_depth(x: Tensor, temporal_block_size: int = 1, spatial_block_size: int = 1) -> Tensor:
-    """Move blocks of space (and time) into channels, channels last.
-
-    ``(B, C, H, W) -> (B, H/s, W/s, s·s·C)``; ``(B, T, C, H, W) -> (B, T/t, H/s, W/s, t·s·s·C)``.
-    Within a block, values are ordered ``(dt, dh, dw, c)``, as DeepMind's
-    ``'b (t dt) (h dh) (w dw) c -> b t h w (dt dh dw c)'``.
-    """
-    t, s = temporal_block_size, spatial_block_size
-    if x.dim() == 4:
-        b, c, h, w = x.shape
-        if h % s or w % s:
-            raise ValueError(f"image height and width {(h, w)} must be divisible by the spatial block size {s}")
-        x = x.reshape(b, c, h // s, s, w // s, s).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(b, h // s, w // s, s * s * c)
-    if x.dim() == 5:
-        b, n, c, h, w = x.shape
-        if n % t or h % s or w % s:
-            raise ValueError(
-                f"video (T, H, W) = {(n, h, w)} must be divisible by the block sizes (t, s, s) = {(t, s, s)}"
-            )
-        x = x.reshape(b, n // t, t, c, h // s, s, w // s, s).permute(0, 1, 4, 6, 2, 5, 7, 3)
-        return x.reshape(b, n // t, h // s, w // s, t * s * s * c)
-    raise ValueError(f"space_to_depth expects (B, C, H, W) or (B, T, C, H, W), got shape {tuple(x.shape)}")
 
 
 @dataclass
@@ -86,6 +54,7 @@ class ImageAdapterConfig(Config):
     num_image_channels: int = 3
     num_frames: int | None = None
     prep_type: str = "pixels"
+    pixel_patch_size: int | None = None
     spatial_downsample: int = 1
     temporal_downsample: int = 1
     out_channels: int = 64
@@ -111,7 +80,12 @@ class ImageAdapterConfig(Config):
             if not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"{name}.image_shape must hold positive integers, got {self.image_shape!r}")
         self._positive("num_image_channels", "spatial_downsample", "temporal_downsample", "out_channels", "num_bands")
-        self._positive("num_frames", "project_pos_dim", allow_none=True)
+        self._positive("num_frames", "project_pos_dim", "pixel_patch_size", allow_none=True)
+        if self.pixel_patch_size is not None and (self.prep_type != "patches" or self.pixel_patch_size % 2 == 0):
+            raise ConfigError(
+                f"{name}.pixel_patch_size must be odd and needs prep_type='patches', got {self.pixel_patch_size} "
+                f"with prep_type={self.prep_type!r}"
+            )
         self._positive("num_position_channels")
         self._one_of("prep_type", PREP_TYPES)
         self._one_of("conv_padding", ("same", "symmetric"))
@@ -185,7 +159,7 @@ class ImageAdapterConfig(Config):
             return self.out_channels
         c = self.num_image_channels
         if self.prep_type == "patches":
-            c *= self.spatial_downsample**2
+            c *= self.spatial_downsample**2 * (self.pixel_patch_size or 1) ** 2
             if self.num_frames is not None:
                 c *= self.temporal_downsample
         return c
@@ -204,13 +178,6 @@ class ImageAdapterConfig(Config):
         return self.feature_channels() + self.position_channels()
 
 
-def _conv_init_(weight: Tensor) -> None:
-    fan_in = weight.shape[1] * weight[0, 0].numel()
-    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
-    with torch.no_grad():
-        nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
-
-
 class ConvDownsample(nn.Module):
     """7×7 stride-2 conv (no bias) -> BatchNorm -> ReLU -> 3×3 stride-2 max-pool; ``(B, C, H, W)`` -> 4× smaller."""
 
@@ -226,7 +193,7 @@ class ConvDownsample(nn.Module):
         self.conv_padding = conv_padding
         self.pool_padding = pool_padding
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=2, bias=False)
-        _conv_init_(self.conv.weight)
+        variance_scaling_(self.conv.weight)
         self.norm: nn.Module = nn.BatchNorm2d(out_channels) if use_batchnorm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -243,8 +210,8 @@ class ConvDownsample(nn.Module):
         return F.max_pool2d(x, kernel_size=3, stride=2)
 
 
-class ImageInputAdapter(nn.Module):
-    """``(B, C, H, W)`` images (or ``(B, T, C, H, W)`` video) -> inputs ``(B, M, num_channels)``."""
+class ImageInputAdapter(InputAdapter):
+    """``(B, C, H, W)`` images (or ``(B, T, C, H, W)`` video, flow pairs) -> inputs ``(B, M, num_channels)``."""
 
     def __init__(self, config: ImageAdapterConfig) -> None:
         super().__init__()
@@ -265,14 +232,11 @@ class ImageInputAdapter(nn.Module):
             )
         elif c.prep_type == "conv1x1":
             self.conv = nn.Conv2d(c.num_image_channels, c.out_channels, kernel_size=1, stride=c.spatial_downsample)
-            _conv_init_(self.conv.weight)
+            variance_scaling_(self.conv.weight)
             nn.init.zeros_(self.conv.bias)
         self.patch_projection: nn.Module | None = None
         if c.prep_type == "patches" and c.conv_after_patching:
-            in_ch = c.num_image_channels * c.spatial_downsample**2
-            if c.num_frames is not None:
-                in_ch *= c.temporal_downsample
-            self.patch_projection = nn.Linear(in_ch, c.out_channels)
+            self.patch_projection = nn.Linear(c.replace(conv_after_patching=False).feature_channels(), c.out_channels)
             variance_scaling_(self.patch_projection.weight)
             nn.init.zeros_(self.patch_projection.bias)
 
@@ -298,21 +262,23 @@ class ImageInputAdapter(nn.Module):
     def _check(self, images: Tensor) -> None:
         c = self.config
         video = c.num_frames is not None
-        desc = f"(B, T, {c.num_image_channels}, H, W)" if video else f"(B, {c.num_image_channels}, H, W)"
+        channels = (c.num_image_channels,)
+        if c.pixel_patch_size is not None:
+            channels += (c.num_image_channels * c.pixel_patch_size**2,)
+        ch = " or ".join(map(str, channels))
+        desc = f"(B, {c.num_frames}, {ch}, H, W)" if video else f"(B, {ch}, H, W)"
         check_tensor("images", images, 5 if video else 4, desc)
-        channel_dim = 2 if video else 1
-        if images.shape[channel_dim] != c.num_image_channels:
+        if images.shape[2 if video else 1] not in channels or (video and images.shape[1] != c.num_frames):
             raise ValueError(f"images must have shape {desc} (channels first), got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise TypeError(f"images must be floating point, got dtype {images.dtype}")
+        if images.shape[-1] == 0 or images.shape[-2] == 0:
+            raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
         if c.prep_type == "patches":
             h, w = images.shape[-2:]
-            s, t = c.spatial_downsample, c.temporal_downsample
-            if h % s or w % s or (video and images.shape[1] % t):
-                raise ValueError(
-                    f"images {tuple(images.shape)}: H, W must be divisible by spatial_downsample ({s})"
-                    + (f" and T by temporal_downsample ({t})" if video else "")
-                )
+            s = c.spatial_downsample
+            if h % s or w % s:
+                raise ValueError(f"images {tuple(images.shape)}: H, W must be divisible by spatial_downsample ({s})")
 
     def features(self, images: Tensor) -> Tensor:
         """Preprocessed features on their grid, channels last: ``(B, *grid, C_features)``."""
@@ -325,6 +291,8 @@ class ImageInputAdapter(nn.Module):
             if images.dim() == 4:
                 return images[:, :, ::s, ::s].permute(0, 2, 3, 1)
             return images[:, ::t, :, ::s, ::s].permute(0, 1, 3, 4, 2)
+        if c.pixel_patch_size is not None and images.shape[2] == c.num_image_channels:
+            images = patches_for_flow(images, c.pixel_patch_size)
         x = space_to_depth(images, t, s)
         if x.dim() == 5 and x.shape[1] == 1:
             x = x.squeeze(1)
@@ -348,8 +316,8 @@ class ImageInputAdapter(nn.Module):
             pos = self.position_projection(pos)
         return pos
 
-    def forward(self, images: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """``images`` -> ``(B, M, C)``; with ``return_features`` also the inputs without positions ``(B, M, C_f)``."""
+    def forward(self, images: Tensor) -> AdaptedInputs:
+        """``images`` -> inputs ``(B, M, C)`` with ``index_shape`` the preprocessed grid (M = its product)."""
         x = self.features(images)
         b, grid = x.shape[0], tuple(x.shape[1:-1])
         x = x.reshape(b, -1, x.shape[-1])
@@ -358,11 +326,10 @@ class ImageInputAdapter(nn.Module):
             out = torch.cat([x, pos.expand(b, -1, -1)], dim=-1)
         else:
             out = x + pos
-        return (out, x) if return_features else out
+        return AdaptedInputs(out, index_shape=grid)
 
-
-class ClassificationOutputAdapter(nn.Module):
-    """Decoder output of the single class query ``(B, 1, K)`` -> logits ``(B, K)``."""
-
-    def forward(self, outputs: Tensor) -> Tensor:
-        return outputs[:, 0]
+    def example_inputs(self, batch_size: int = 1) -> Tensor:
+        """Random images at the configured size, in the model's input range (-1, 1)."""
+        c = self.config
+        frames = () if c.num_frames is None else (c.num_frames,)
+        return torch.rand(batch_size, *frames, c.num_image_channels, *c.image_shape) * 2 - 1

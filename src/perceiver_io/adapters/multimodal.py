@@ -6,26 +6,29 @@ per-modality vector, optionally replaced row by row by a learned mask token with
 ``mask_probs[m]``, and the modalities are concatenated in **sorted** name order. The sizes
 ``M_m`` are returned so that outputs can be split back.
 
-Output side (official ``MultimodalDecoder``): each modality's query builder gives
-``(B, O_m, E_m)``; they are padded to ``E = max_m E_m + min_padding_size`` with learned
-per-modality vectors and concatenated in sorted order; one shared cross-attention decodes them
-all, and :class:`MultimodalOutputAdapter` splits the rows and applies per-modality output adapters.
+Output side (official ``MultimodalDecoder``, :class:`MultimodalHead`): each modality's head
+gives queries ``(B, O_m, E_m)``, padded to ``E = max_m E_m + min_padding_size`` with learned
+per-modality vectors; one shared cross-attention decodes every modality's group, and each
+modality's projection and arrangement give its output.
 
 Queries can be built for subsampled points (training: ``indices={"image": idx, ...}``) or
-chunk by chunk over every point (evaluation: :meth:`MultimodalQueries.lazy`), so that the
-encoder runs once however many points are decoded.
+chunk by chunk over every point (evaluation), so that the encoder runs once however many
+points are decoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from perceiver_io.queries import LazyQueries, QueryBuilder
+from perceiver_io.adapters.base import AdaptedInputs, InputAdapter
+from perceiver_io.heads import ModalityHead, OutputHead
+from perceiver_io.queries import LazyQueries
 
-__all__ = ["MultimodalInputAdapter", "MultimodalQueries", "MultimodalOutputAdapter", "split_modalities"]
+__all__ = ["MultimodalInputAdapter", "MultimodalHead", "MultimodalAutoencoderOutput", "split_modalities"]
 
 
 def _padding_parameter(width: int, init_scale: float) -> nn.Parameter:
@@ -46,8 +49,8 @@ def split_modalities(x: Tensor, sizes: Mapping[str, int]) -> dict[str, Tensor]:
     return out
 
 
-class MultimodalInputAdapter(nn.Module):
-    """``{modality: raw input}`` -> inputs ``(B, M, C)`` and ``{modality: M_m}`` (sorted order)."""
+class MultimodalInputAdapter(InputAdapter):
+    """``{modality: raw input}`` -> inputs ``(B, M, C)`` with ``sizes`` ``{modality: M_m}`` (sorted order)."""
 
     def __init__(
         self,
@@ -76,11 +79,12 @@ class MultimodalInputAdapter(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.adapters)
 
-    def forward(
-        self, inputs: Mapping[str, Tensor], mask_probs: Mapping[str, float] | None = None
-    ) -> tuple[Tensor, dict[str, int]]:
+    def example_inputs(self, batch_size: int = 1) -> dict[str, Tensor]:
+        return {m: a.example_inputs(batch_size) for m, a in self.adapters.items()}
+
+    def forward(self, inputs: Mapping[str, Tensor], mask_probs: Mapping[str, float] | None = None) -> AdaptedInputs:
         """``inputs``: one raw tensor per modality. ``mask_probs`` overrides the configured probabilities
-        (only for modalities that have a mask token). Returns ``(B, M, C)`` and ``{modality: M_m}``."""
+        (only for modalities that have a mask token). Returns ``(B, M, C)`` with ``sizes`` ``{modality: M_m}``."""
         if not isinstance(inputs, Mapping):
             raise TypeError(f"inputs must be a mapping {{modality: tensor}} with keys {self.modalities}")
         missing = sorted(set(self.adapters) - set(inputs))
@@ -95,7 +99,7 @@ class MultimodalInputAdapter(nn.Module):
             probs.update(mask_probs)
         parts, sizes, batch_size = [], {}, None
         for m, adapter in self.adapters.items():
-            x = adapter(inputs[m])
+            x = adapter(inputs[m]).inputs
             b, n, c = x.shape
             if batch_size is not None and b != batch_size:
                 raise ValueError(f"inputs[{m!r}] has batch size {b}, other modalities {batch_size}")
@@ -107,87 +111,104 @@ class MultimodalInputAdapter(nn.Module):
                 x = torch.where(masked, self.mask[m].to(x.dtype).expand(b, n, -1), x)
             parts.append(x)
             sizes[m] = n
-        return torch.cat(parts, dim=1), sizes
+        return AdaptedInputs(torch.cat(parts, dim=1), sizes=sizes)
 
 
-class MultimodalQueries(QueryBuilder):
-    """Per-modality query builders -> one padded query array ``(B, O, E)`` in sorted modality order.
+@dataclass
+class MultimodalAutoencoderOutput:
+    """Per-modality reconstructions.
 
-    ``indices`` (a mapping ``{modality: flat indices (P,) or None}``) subsamples output points;
-    ``None`` for a modality (or no mapping) means all of its points.
+    * ``image``: ``(B, T, C, H, W)`` when every pixel is decoded, ``(B, P, C)`` at subsampled pixels
+      (also available as ``video``);
+    * ``audio``: ``(B, O · samples_per_patch)`` samples;
+    * ``label``: ``(B, num_classes)`` logits (also ``logits``);
+    * ``latents``: ``(B, N, D)``.
     """
 
-    def __init__(self, builders: Mapping[str, QueryBuilder], min_padding_size: int = 2, init_scale: float = 0.02):
+    image: Tensor
+    audio: Tensor
+    label: Tensor
+    latents: Tensor | None = None
+
+    @property
+    def video(self) -> Tensor:
+        return self.image
+
+    @property
+    def logits(self) -> Tensor:
+        return self.label
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return {"audio": self.audio, "image": self.image, "label": self.label}
+
+
+class MultimodalHead(OutputHead):
+    """Per-modality heads decoded through one shared cross-attention, one query group per modality.
+
+    Each modality's queries ``(B, O_m, E_m)`` are padded to ``E = max_m E_m + min_padding_size``
+    with a learned per-modality vector. ``indices`` (``{modality: flat indices (P,) or None}``)
+    subsamples output points; ``None`` for a modality (or no mapping) means all of its points.
+    Each decoded chunk goes through its modality's projection at once (the row function), so only
+    the projected outputs (3 values per pixel, not the decoder's 512) are kept for every point.
+    """
+
+    def __init__(self, heads: Mapping[str, ModalityHead], min_padding_size: int = 2, init_scale: float = 0.02):
         super().__init__()
-        if not builders:
-            raise ValueError("builders must name at least one modality")
-        self.builders = nn.ModuleDict({m: builders[m] for m in sorted(builders)})
+        if not heads:
+            raise ValueError("heads must name at least one modality")
+        self.heads = nn.ModuleDict({m: heads[m] for m in sorted(heads)})
+        self.groups = tuple(self.heads)
+        self.query_builder = None
         self.min_padding_size = min_padding_size
-        self.num_channels = max(b.num_channels for b in builders.values()) + min_padding_size
+        self._num_query_channels = max(h.num_query_channels for h in heads.values()) + min_padding_size
         self.padding = nn.ParameterDict(
-            {m: _padding_parameter(self.num_channels - b.num_channels, init_scale) for m, b in self.builders.items()}
+            {
+                m: _padding_parameter(self._num_query_channels - h.num_query_channels, init_scale)
+                for m, h in self.heads.items()
+            }
         )
+
+    @property
+    def num_query_channels(self) -> int:
+        return self._num_query_channels
 
     def sizes(self, indices: Mapping[str, Tensor | None] | None = None) -> dict[str, int]:
         """Number of queries per modality (sorted order)."""
         indices = self._check_indices(indices)
         return {
-            m: (len(indices[m]) if indices.get(m) is not None else b.num_queries()) for m, b in self.builders.items()
+            m: len(indices[m]) if indices.get(m) is not None else h.query_builder.num_queries()  # type: ignore[union-attr]
+            for m, h in self.heads.items()
         }
-
-    def num_queries(self, inputs: Tensor | None = None) -> int:
-        return sum(self.sizes().values())
 
     def _check_indices(self, indices: Mapping[str, Tensor | None] | None) -> Mapping[str, Tensor | None]:
         if indices is None:
             return {}
         if not isinstance(indices, Mapping):
             raise TypeError(f"query indices must be a mapping {{modality: (P,) int64 or None}}, got {type(indices)}")
-        unknown = sorted(set(indices) - set(self.builders))
+        unknown = sorted(set(indices) - set(self.heads))
         if unknown:
-            raise ValueError(f"query indices name unknown modalities {unknown}; modalities: {list(self.builders)}")
+            raise ValueError(f"query indices name unknown modalities {unknown}; modalities: {list(self.heads)}")
         return indices
 
     def _pad(self, m: str, q: Tensor) -> Tensor:
         return torch.cat([q, self.padding[m].to(q.dtype).expand(q.shape[0], q.shape[1], -1)], dim=-1)
 
-    def forward(
-        self,
-        batch_size: int,
-        inputs: Tensor | None = None,
-        indices: Mapping[str, Tensor | None] | None = None,
-    ) -> Tensor:
-        """All (or the ``indices``) queries ``(B, O, E)``; ``inputs`` only fixes the device."""
+    def queries(self, latents, inputs, indices=None) -> dict[str, Tensor | LazyQueries]:
         indices = self._check_indices(indices)
-        parts = [self._pad(m, b(batch_size, inputs=inputs, indices=indices.get(m))) for m, b in self.builders.items()]
-        return torch.cat(parts, dim=1)
+        b, out = latents.shape[0], {}
+        for m, h in self.heads.items():
+            builder = h.query_builder
+            if indices.get(m) is not None:
+                out[m] = self._pad(m, builder(b, indices=indices[m]))  # type: ignore[misc]
+            else:
+                lazy = builder.lazy(b)  # type: ignore[union-attr]
+                out[m] = LazyQueries(b, lazy.num_queries, lambda s, e, m=m, lazy=lazy: self._pad(m, lazy.build(s, e)))
+        return out
 
-    def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
-        """Rows ``start:end`` of the full query array, built only for the modalities they cover."""
-        parts, offset = [], 0
-        for m, b in self.builders.items():
-            n = b.num_queries()
-            s, e = max(start, offset), min(end, offset + n)
-            if s < e:
-                parts.append(self._pad(m, b.chunk(batch_size, s - offset, e - offset, inputs=inputs)))
-            offset += n
-        return torch.cat(parts, dim=1)
+    def row_fn(self, group: str) -> Callable[[Tensor], Tensor] | None:
+        return self.heads[group].projection
 
-    def lazy(self, batch_size: int, inputs: Tensor | None = None) -> LazyQueries:
-        return LazyQueries(batch_size, self.num_queries(), lambda s, e: self.chunk(batch_size, s, e, inputs))
-
-
-class MultimodalOutputAdapter(nn.Module):
-    """Decoded rows ``(B, O, F)`` -> ``{modality: output}``, splitting by the query sizes."""
-
-    def __init__(self, adapters: Mapping[str, nn.Module]) -> None:
-        super().__init__()
-        self.adapters = nn.ModuleDict({m: adapters[m] for m in sorted(adapters)})
-
-    def forward(
-        self, x: Tensor, sizes: Mapping[str, int], kwargs: Mapping[str, dict] | None = None
-    ) -> dict[str, Tensor]:
-        """``kwargs[m]`` are extra keyword arguments for modality ``m``'s adapter."""
-        kwargs = kwargs or {}
-        parts = split_modalities(x, sizes)
-        return {m: adapter(parts[m], **kwargs.get(m, {})) for m, adapter in self.adapters.items()}
+    def finish(self, rows, latents, inputs, indices) -> MultimodalAutoencoderOutput:
+        indices = self._check_indices(indices)
+        out = {m: h.arrange(rows[m], subsampled=indices.get(m) is not None) for m, h in self.heads.items()}
+        return MultimodalAutoencoderOutput(latents=latents, **out)

@@ -1,4 +1,4 @@
-"""UTF-8 bytes text: tokenizer, input adapter (token + learned position embeddings) and tied output decoder.
+"""UTF-8 bytes text: tokenizer, input adapter (token + learned position embeddings), masked-LM head.
 
 The tokenizer needs no vocabulary file: token id = byte value + 6; ids 0..5 are reserved for
 ``[PAD] [BOS] [EOS] [MASK] [CLS] [SEP]``; the vocabulary has 262 entries (DeepMind's
@@ -14,15 +14,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from perceiver_io.adapters.base import AdaptedInputs, InputAdapter
 from perceiver_io.config import Config
+from perceiver_io.heads import OutputHead
 from perceiver_io.layers.position import TrainablePositionEncoding
+from perceiver_io.queries import LearnedQueries
 from perceiver_io.validation import check_tensor
 
 __all__ = [
     "BytesTokenizer",
     "TextAdapterConfig",
     "TextInputAdapter",
-    "TiedEmbeddingDecoder",
+    "MaskedLanguageHead",
+    "MaskedLanguageModelOutput",
     "PAD_ID",
     "BOS_ID",
     "EOS_ID",
@@ -151,7 +155,7 @@ class TextAdapterConfig(Config):
         self._positive("vocab_size", "max_seq_len", "num_channels")
 
 
-class TextInputAdapter(nn.Module):
+class TextInputAdapter(InputAdapter):
     """Token embedding plus learned position embedding (added): ``(B, L)`` int -> ``(B, L, C)``."""
 
     def __init__(self, config: TextAdapterConfig) -> None:
@@ -179,19 +183,42 @@ class TextInputAdapter(nn.Module):
             if lo < 0 or hi >= self.config.vocab_size:
                 raise ValueError(f"{name} must be in [0, {self.config.vocab_size}), got values in [{lo}, {hi}]")
 
-    def forward(self, input_ids: Tensor) -> Tensor:
-        """``input_ids (B, L)`` -> ``(B, L, C)``; position ``i`` gets position embedding ``i``."""
+    def forward(self, input_ids: Tensor) -> AdaptedInputs:
+        """``input_ids (B, L)`` -> inputs ``(B, L, C)``; position ``i`` gets position embedding ``i``."""
         self.check_input_ids(input_ids)
         length = input_ids.shape[1]
-        return self.token_embedding(input_ids) + self.position_embedding.embeddings[:length]
+        x = self.token_embedding(input_ids) + self.position_embedding.embeddings[:length]
+        return AdaptedInputs(x, index_shape=(length,))
+
+    def example_inputs(self, batch_size: int = 1) -> Tensor:
+        """Random byte ids ``(B, max_seq_len)`` (no special tokens)."""
+        v = self.config.vocab_size
+        return torch.randint(min(NUM_SPECIAL_TOKENS, v - 1), v, (batch_size, self.config.max_seq_len))
 
 
-class TiedEmbeddingDecoder(nn.Module):
-    """Logits from the token embedding matrix ``E (V, C)``: ``x·Eᵀ + b``, ``(B, O, C) -> (B, O, V)``."""
+@dataclass
+class MaskedLanguageModelOutput:
+    """``logits``: ``(B, L, vocab_size)``; ``latents``: ``(B, N, D)``."""
 
-    def __init__(self, vocab_size: int = VOCAB_SIZE) -> None:
+    logits: Tensor
+    latents: Tensor
+
+
+class MaskedLanguageHead(OutputHead):
+    """One learned query per position; logits from the tied token embedding ``E (V, C)``: ``x·Eᵀ + b``.
+
+    Inputs of length ``L`` are decoded at positions ``0..L-1`` (all ``max_seq_len`` without inputs),
+    or at ``indices (P,)``.
+    """
+
+    def __init__(self, token_embedding: nn.Embedding, max_seq_len: int, init_scale: float = 0.02) -> None:
         super().__init__()
+        vocab_size, width = token_embedding.weight.shape
+        self.query_builder = LearnedQueries(max_seq_len, width, init_scale, per_input_position=True)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self._tied = [token_embedding]  # the input adapter's module; a list keeps it out of this head's state
 
-    def forward(self, x: Tensor, embedding_weight: Tensor) -> Tensor:
-        return torch.matmul(x, embedding_weight.t().to(x.dtype)) + self.bias.to(x.dtype)
+    def finish(self, rows, latents, inputs, indices) -> MaskedLanguageModelOutput:
+        x = rows["outputs"]
+        logits = torch.matmul(x, self._tied[0].weight.t().to(x.dtype)) + self.bias.to(x.dtype)
+        return MaskedLanguageModelOutput(logits=logits, latents=latents)

@@ -9,11 +9,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_model, save_model
 
-from perceiver_io.models.base import MODEL_CLASSES, PerceiverModel
+from perceiver_io.registry import model_class
+
+if TYPE_CHECKING:
+    from perceiver_io.models.base import PerceiverModel
 
 __all__ = ["save_pretrained", "from_pretrained", "atomic_write"]
 
@@ -59,9 +63,10 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             return load_transformers_checkpoint(directory).to(map_location)
         raise ValueError(f'{config_path} is not a perceiver-io config (missing "format": "{FORMAT}")')
     name = meta.get("model_class")
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"{config_path}: unknown model_class {name!r}; known: {sorted(MODEL_CLASSES)}")
-    cls = MODEL_CLASSES[name]
+    try:
+        cls = model_class(name)
+    except ValueError as e:
+        raise ValueError(f"{config_path}: {e}") from None
     model = cls(cls.config_class.from_dict(meta["config"]))
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():

@@ -121,11 +121,9 @@ def convert_multimodal(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> Mul
     for m in ("audio", "image", "label"):
         keys[f"input_adapter.padding.{m}"] = f"perceiver.input_preprocessor.padding.{m}"
         keys[f"input_adapter.mask.{m}"] = f"perceiver.input_preprocessor.mask.{m}"
-        keys[f"query_builder.padding.{m}"] = f"perceiver.decoder.padding.{m}"
+        keys[f"head.padding.{m}"] = f"perceiver.decoder.padding.{m}"
         for p in ("weight", "bias"):
-            keys[f"output_adapter.adapters.{m}.projection.{p}"] = (
-                f"perceiver.output_postprocessor.modalities.{m}.classifier.{p}"
-            )
-    keys["query_builder.builders.label.embedding.embeddings"] = label_key
+            keys[f"head.heads.{m}.projection.{p}"] = f"perceiver.output_postprocessor.modalities.{m}.classifier.{p}"
+    keys["head.heads.label.query_builder.embedding.embeddings"] = label_key
     load_mapped_state_dict(model, state_dict, lambda k: perceiver_key(k, keys, _DECODER))
     return model.eval()

@@ -100,7 +100,7 @@ def convert_masked_lm(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) 
         ),
     )
     model = MaskedLanguageModel(config)
-    extra = {**_TEXT_KEYS, "output_adapter.bias": "embedding_decoder.bias"}
+    extra = {**_TEXT_KEYS, "head.bias": "embedding_decoder.bias"}
     return load_mapped_state_dict(model, state_dict, lambda k: perceiver_key(k, extra, "perceiver.decoder"))  # type: ignore[return-value]
 
 

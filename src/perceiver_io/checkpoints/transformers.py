@@ -130,7 +130,7 @@ def perceiver_key(key: str, extra: dict[str, str], decoder_prefix: str) -> str |
         return extra[key]
     if key == "encoder.latents.embeddings":
         return "perceiver.embeddings.latents"
-    if key == "query_builder.embedding.embeddings":
+    if key == "head.query_builder.embedding.embeddings":
         return f"{decoder_prefix}.output_position_encodings.position_embeddings"
     if key.startswith("decoder.projection."):
         return f"{decoder_prefix}.final_layer.{key.rsplit('.', 1)[1]}"

@@ -13,22 +13,23 @@ projection, as in the official ``attend`` ("wipe_attn"), never NaN.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MultiHeadAttention", "attend", "attend_reference", "causal_mask", "variance_scaling_"]
+from perceiver_io.layers.init import variance_scaling_
+
+__all__ = ["MultiHeadAttention", "attend", "attend_reference", "causal_mask"]
 
 
-def variance_scaling_(weight: Tensor, scale: float = 1.0) -> Tensor:
-    """Haiku's ``VarianceScaling(scale)`` (fan-in, truncated normal) initialiser, in place."""
-    fan_in = weight.shape[1] if weight.dim() > 1 else weight.shape[0]
-    # 0.8796... is the std of a unit normal truncated to [-2, 2]; Haiku divides by it.
-    std = math.sqrt(scale / max(1, fan_in)) / 0.87962566103423978
-    with torch.no_grad():
-        return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+def _cheapest(*options: tuple[int, str]) -> str:
+    """The name of the cheapest ``(cost, name)`` option; the first wins ties. (A loop rather than
+    ``min`` over tuples, which ``torch.compile`` cannot trace with symbolic sizes.)"""
+    best = options[0]
+    for option in options[1:]:
+        if option[0] < best[0]:
+            best = option
+    return best[1]
 
 
 def causal_mask(num_queries: int, num_keys: int, device: torch.device | None = None) -> Tensor:
@@ -220,17 +221,17 @@ class MultiHeadAttention(nn.Module):
             return "standard", "standard"
         o, m, d, e, c_out = num_q, num_kv, self.num_qk_channels, self.num_v_channels, self.num_output_channels
         c_q, c_kv = self.q_proj.in_features, self.k_proj.in_features
-        logit = min(
-            (o * c_q * d + m * c_kv * d + o * m * d, 0, "standard"),
-            (o * c_q * d + o * d * c_kv + o * m * c_kv, 1, "into_q"),
-            (m * c_kv * d + m * d * c_q + o * m * c_q, 1, "into_k"),
+        logit = _cheapest(
+            (o * c_q * d + m * c_kv * d + o * m * d, "standard"),
+            (o * c_q * d + o * d * c_kv + o * m * c_kv, "into_q"),
+            (m * c_kv * d + m * d * c_q + o * m * c_q, "into_k"),
         )
-        value = min(
-            (m * c_kv * e + o * m * e + o * e * c_out, 0, "standard"),
-            (o * m * c_kv + o * c_kv * e + o * e * c_out, 1, "after"),
-            (m * c_kv * e + m * e * c_out + o * m * c_out, 1, "into_v"),
+        value = _cheapest(
+            (m * c_kv * e + o * m * e + o * e * c_out, "standard"),
+            (o * m * c_kv + o * c_kv * e + o * e * c_out, "after"),
+            (m * c_kv * e + m * e * c_out + o * m * c_out, "into_v"),
         )
-        return logit[2], value[2]
+        return logit, value
 
     def forward(self, x_q: Tensor, x_kv: Tensor, kv_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """``x_q (B, O, Cq)``, ``x_kv (B, M, Ckv)``, ``kv_mask (B, M)`` -> ``(B, O, C_out)``."""

@@ -12,7 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from perceiver_io.layers.attention import MultiHeadAttention, variance_scaling_
+from perceiver_io.layers.attention import MultiHeadAttention
+from perceiver_io.layers.init import variance_scaling_
 
 __all__ = ["Activation", "MLP", "CrossAttentionBlock", "SelfAttentionBlock", "make_activation"]
 

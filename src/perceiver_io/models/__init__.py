@@ -1,29 +1,17 @@
-"""Assembled models and their named presets."""
+"""Assembled models and their named presets (registered in :mod:`perceiver_io.registry`)."""
 
-from perceiver_io.models.base import PerceiverModel
-from perceiver_io.models.classifier import (
-    ClassifierOutput,
-    ImageClassifier,
-    ImageClassifierConfig,
-    TextClassifier,
-    TextClassifierConfig,
-)
-from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig, OpticalFlowOutput
-from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig, MaskedLanguageModelOutput
-from perceiver_io.models.multimodal import (
-    MultimodalAutoencoder,
-    MultimodalAutoencoderConfig,
-    MultimodalAutoencoderOutput,
-)
+from perceiver_io.adapters.flow import OpticalFlowOutput
+from perceiver_io.adapters.multimodal import MultimodalAutoencoderOutput
+from perceiver_io.adapters.text import MaskedLanguageModelOutput
+from perceiver_io.heads import ClassifierOutput, PerceiverIOOutput
+from perceiver_io.models.base import PerceiverIOBase, PerceiverModel
+from perceiver_io.models.classifier import ImageClassifier, ImageClassifierConfig, TextClassifier, TextClassifierConfig
+from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
+from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
+from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from perceiver_io.models.perceiver import Perceiver, PerceiverConfig
-from perceiver_io.models.perceiver_io import (
-    PerceiverIO,
-    PerceiverIOBase,
-    PerceiverIOConfig,
-    PerceiverIOOutput,
-    QueryConfig,
-)
-from perceiver_io.models.registry import create_model, get_config, list_models, register_model
+from perceiver_io.models.perceiver_io import PerceiverIO, PerceiverIOConfig, QueryConfig
+from perceiver_io.registry import PretrainedInfo, create_model, get_config, get_preset, list_models, register_model
 
 __all__ = [
     "PerceiverModel",
@@ -31,9 +19,11 @@ __all__ = [
     "PerceiverIOBase",
     "PerceiverIOConfig",
     "PerceiverIOOutput",
+    "PretrainedInfo",
     "QueryConfig",
     "create_model",
     "get_config",
+    "get_preset",
     "list_models",
     "register_model",
     "ClassifierOutput",

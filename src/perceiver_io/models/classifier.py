@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import Tensor
-
-from perceiver_io.adapters.image import ClassificationOutputAdapter, ImageAdapterConfig, ImageInputAdapter
+from perceiver_io.adapters.image import ImageAdapterConfig, ImageInputAdapter
 from perceiver_io.adapters.text import TextAdapterConfig, TextInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
-from perceiver_io.models.perceiver_io import PerceiverIOBase
-from perceiver_io.models.registry import register_model
+from perceiver_io.heads import ClassificationHead, ClassifierOutput
+from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.queries import LearnedQueries
+from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = [
     "ClassifierOutput",
@@ -45,7 +44,7 @@ def _imagenet_encoder() -> EncoderConfig:
 
 
 def _classification_decoder() -> DecoderConfig:
-    return DecoderConfig(num_query_channels=1024, num_heads=1, use_query_residual=True)
+    return DecoderConfig(num_heads=1, use_query_residual=True)
 
 
 def _check_num_classes(config: Config) -> None:
@@ -56,14 +55,6 @@ def _check_num_classes(config: Config) -> None:
         raise ConfigError(
             f"{name}.decoder.num_output_channels ({out}) must be None or num_classes ({config.num_classes})"  # type: ignore[attr-defined]
         )
-
-
-@dataclass
-class ClassifierOutput:
-    """``logits``: ``(B, num_classes)``; ``latents``: ``(B, N, D)``."""
-
-    logits: Tensor
-    latents: Tensor
 
 
 @dataclass
@@ -80,24 +71,17 @@ class ImageClassifierConfig(Config):
         _check_num_classes(self)
 
 
-class _ClassifierMixin:
-    """Shared parts of the classifiers (a mixin, so that it is not registered as a model class)."""
-
-    def _build(self, num_input_channels: int) -> None:
-        c = self.config
-        self.encoder = PerceiverEncoder(c.encoder, num_input_channels)
-        self.query_builder = LearnedQueries(1, c.decoder.num_query_channels, c.query_init_scale)
-        self.decoder = PerceiverDecoder(
-            c.decoder.replace(num_output_channels=c.num_classes), c.encoder.num_latent_channels
-        )
-        self.output_adapter = ClassificationOutputAdapter()
-
-    def forward(self, inputs: Tensor, input_mask: Tensor | None = None) -> ClassifierOutput:  # type: ignore[override]
-        latents = self.encode(inputs, input_mask)
-        return ClassifierOutput(logits=self.decode(latents), latents=latents)
+def _classifier_parts(model: PerceiverIOBase, num_input_channels: int) -> None:
+    """Encoder, one learned class query of the latent width (by default), decoder projecting to ``num_classes``."""
+    c = model.config
+    e = c.decoder.num_query_channels or c.encoder.num_latent_channels  # type: ignore[attr-defined]
+    model.encoder = PerceiverEncoder(c.encoder, num_input_channels)  # type: ignore[attr-defined]
+    model.head = ClassificationHead(LearnedQueries(1, e, c.query_init_scale))  # type: ignore[attr-defined]
+    decoder = c.decoder.replace(num_output_channels=c.num_classes)  # type: ignore[attr-defined]
+    model.decoder = PerceiverDecoder(decoder, c.encoder.num_latent_channels, e)  # type: ignore[attr-defined]
 
 
-class ImageClassifier(_ClassifierMixin, PerceiverIOBase):
+class ImageClassifier(PerceiverIOBase):
     """``model(images (B, C, H, W))`` -> :class:`ClassifierOutput` with ``logits (B, num_classes)``."""
 
     config_class = ImageClassifierConfig
@@ -106,16 +90,13 @@ class ImageClassifier(_ClassifierMixin, PerceiverIOBase):
     def __init__(self, config: ImageClassifierConfig) -> None:
         super().__init__(config)
         self.input_adapter = ImageInputAdapter(config.image)
-        self._build(self.input_adapter.num_channels)
-
-    def encode(self, images: Tensor, input_mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        """``images (B, C, H, W)`` -> latents ``(B, N, D)``."""
-        return self.encoder(self.input_adapter(images), input_mask)
+        _classifier_parts(self, self.input_adapter.num_channels)
 
 
 @dataclass
 class TextClassifierConfig(Config):
-    """Text classifier on UTF-8 bytes; the class query is ``decoder.num_query_channels`` wide."""
+    """Text classifier on UTF-8 bytes; the class query is ``decoder.num_query_channels`` wide
+    (default: the latent width)."""
 
     text: TextAdapterConfig = field(default_factory=TextAdapterConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -127,7 +108,7 @@ class TextClassifierConfig(Config):
         _check_num_classes(self)
 
 
-class TextClassifier(_ClassifierMixin, PerceiverIOBase):
+class TextClassifier(PerceiverIOBase):
     """``model(input_ids (B, L), input_mask (B, L))`` -> :class:`ClassifierOutput` with ``logits (B, num_classes)``."""
 
     config_class = TextClassifierConfig
@@ -136,10 +117,22 @@ class TextClassifier(_ClassifierMixin, PerceiverIOBase):
     def __init__(self, config: TextClassifierConfig) -> None:
         super().__init__(config)
         self.input_adapter = TextInputAdapter(config.text)
-        self._build(config.text.num_channels)
+        _classifier_parts(self, config.text.num_channels)
 
 
-@register_model("vision-perceiver-fourier", ImageClassifier)
+@register_model(
+    "vision-perceiver-fourier",
+    ImageClassifier,
+    info=PretrainedInfo(
+        hub_id="deepmind/vision-perceiver-fourier",
+        hf_architecture="PerceiverForImageClassificationFourier",
+        paper_params="48.4M",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        crop_size=224,
+        resize_size=256,
+    ),
+)
 def vision_perceiver_fourier() -> ImageClassifierConfig:
     """ImageNet, raw pixels + 2-D Fourier features (64 bands): 3 + 258 = 261 input channels (48.4M in the paper)."""
     return ImageClassifierConfig(
@@ -147,7 +140,19 @@ def vision_perceiver_fourier() -> ImageClassifierConfig:
     )
 
 
-@register_model("vision-perceiver-learned", ImageClassifier)
+@register_model(
+    "vision-perceiver-learned",
+    ImageClassifier,
+    info=PretrainedInfo(
+        hub_id="deepmind/vision-perceiver-learned",
+        hf_architecture="PerceiverForImageClassificationLearned",
+        paper_params="62.3M",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        crop_size=224,
+        resize_size=256,
+    ),
+)
 def vision_perceiver_learned() -> ImageClassifierConfig:
     """ImageNet, 1×1 conv to 256 + learned positions (256, projected to 256): 512 channels (62.3M in the paper)."""
     return ImageClassifierConfig(
@@ -162,7 +167,19 @@ def vision_perceiver_learned() -> ImageClassifierConfig:
     )
 
 
-@register_model("vision-perceiver-conv", ImageClassifier)
+@register_model(
+    "vision-perceiver-conv",
+    ImageClassifier,
+    info=PretrainedInfo(
+        hub_id="deepmind/vision-perceiver-conv",
+        hf_architecture="PerceiverForImageClassificationConvProcessing",
+        paper_params="48.6M",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        crop_size=224,
+        resize_size=256,
+    ),
+)
 def vision_perceiver_conv() -> ImageClassifierConfig:
     """ImageNet, conv + max-pool to 56² × 64 + 2-D Fourier features: 64 + 258 = 322 channels (48.6M in the paper)."""
     return ImageClassifierConfig(
@@ -174,4 +191,59 @@ def vision_perceiver_conv() -> ImageClassifierConfig:
             position_encoding="fourier",
             num_bands=64,
         )
+    )
+
+
+@register_model("test-vision-perceiver", ImageClassifier, info=PretrainedInfo(tiny=True, mean=(0.5,), std=(0.5,)))
+def test_vision_perceiver() -> ImageClassifierConfig:
+    """Tiny image classifier: 16×16 pixels + 2-D Fourier features (4 bands), 8 × 32 latents, 5 classes."""
+    return ImageClassifierConfig(
+        image=ImageAdapterConfig(image_shape=(16, 16), prep_type="pixels", num_bands=4),
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=32,
+            num_blocks=2,
+            num_self_attends_per_block=1,
+            num_self_attention_heads=4,
+        ),
+        num_classes=5,
+    )
+
+
+@register_model("test-vision-perceiver-conv", ImageClassifier, info=PretrainedInfo(tiny=True))
+def test_vision_perceiver_conv() -> ImageClassifierConfig:
+    """Tiny conv + max-pool classifier: 32×32 -> 8×8 × 8 + Fourier features, learned-position variant's shape."""
+    return ImageClassifierConfig(
+        image=ImageAdapterConfig(
+            image_shape=(32, 32), prep_type="conv", spatial_downsample=4, out_channels=8, num_bands=4
+        ),
+        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=1),
+        num_classes=3,
+    )
+
+
+@register_model("test-vision-perceiver-learned", ImageClassifier, info=PretrainedInfo(tiny=True))
+def test_vision_perceiver_learned() -> ImageClassifierConfig:
+    """Tiny 1×1-conv classifier with learned, projected positions (the ``-learned`` preset's shape)."""
+    return ImageClassifierConfig(
+        image=ImageAdapterConfig(
+            image_shape=(8, 8),
+            prep_type="conv1x1",
+            out_channels=8,
+            position_encoding="trainable",
+            num_position_channels=8,
+            project_pos_dim=8,
+        ),
+        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=1),
+        num_classes=3,
+    )
+
+
+@register_model("test-text-classifier", TextClassifier, info=PretrainedInfo(tiny=True))
+def test_text_classifier() -> TextClassifierConfig:
+    """Tiny byte-level text classifier: 32 bytes, C = 16, 8 × 32 latents, 2 classes."""
+    return TextClassifierConfig(
+        text=TextAdapterConfig(max_seq_len=32, num_channels=16),
+        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=2),
+        num_classes=2,
     )

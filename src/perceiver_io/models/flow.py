@@ -7,19 +7,17 @@ Process: 2048 × 512 latents, 24 self-attention layers. Write: **the inputs are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from torch import Tensor
+import torch
 
-from perceiver_io.adapters.flow import FlowInputAdapter, FlowOutputAdapter
+from perceiver_io.adapters.flow import FlowHead, OpticalFlowOutput, flow_image_config
+from perceiver_io.adapters.image import ImageInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
-from perceiver_io.layers.position import num_fourier_channels
-from perceiver_io.models.perceiver_io import PerceiverIOBase
-from perceiver_io.models.registry import register_model
-from perceiver_io.queries import InputQueries
+from perceiver_io.models.base import PerceiverIOBase
+from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["OpticalFlowConfig", "OpticalFlow", "OpticalFlowOutput"]
 
@@ -36,13 +34,7 @@ def _flow_encoder() -> EncoderConfig:
 
 
 def _flow_decoder() -> DecoderConfig:
-    return DecoderConfig(
-        num_query_channels=322,
-        num_output_channels=2,
-        num_heads=1,
-        use_query_residual=False,
-        output_init="zeros",
-    )
+    return DecoderConfig(num_output_channels=2, num_heads=1, use_query_residual=False, output_init="zeros")
 
 
 @dataclass
@@ -50,7 +42,7 @@ class OpticalFlowConfig(Config):
     """Optical-flow model; defaults are the published model (``deepmind/optical-flow-perceiver``).
 
     ``image_size`` is the training resolution (Fourier ``max_resolution``); other sizes run too.
-    ``decoder.num_query_channels`` must equal the input width ``num_patch_channels + 2·(2K+1)``.
+    The decoder's query width is the input width ``num_patch_channels + 2·(2K+1)`` (322).
     """
 
     image_size: tuple[int, int] = (368, 496)
@@ -62,9 +54,14 @@ class OpticalFlowConfig(Config):
     encoder: EncoderConfig = field(default_factory=_flow_encoder)
     decoder: DecoderConfig = field(default_factory=_flow_decoder)
 
+    def image(self):
+        return flow_image_config(
+            self.image_size, self.num_image_channels, self.patch_size, self.num_patch_channels, self.num_frequency_bands
+        )
+
     @property
     def num_input_channels(self) -> int:
-        return self.num_patch_channels + num_fourier_channels(2, self.num_frequency_bands)
+        return self.image().num_channels()
 
     def validate(self) -> None:
         self._positive("num_image_channels", "patch_size", "num_patch_channels", "num_frequency_bands")
@@ -74,11 +71,11 @@ class OpticalFlowConfig(Config):
             raise ConfigError(f"OpticalFlowConfig.patch_size must be odd, got {self.patch_size}")
         if not isinstance(self.rescale_factor, (int, float)) or self.rescale_factor <= 0:
             raise ConfigError(f"OpticalFlowConfig.rescale_factor must be > 0, got {self.rescale_factor!r}")
-        if self.decoder.num_query_channels != self.num_input_channels:
+        if self.decoder.num_query_channels not in (None, self.num_input_channels):
             raise ConfigError(
-                f"OpticalFlowConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the "
-                f"input width num_patch_channels + Fourier features ({self.num_input_channels}): the inputs are "
-                "the queries"
+                f"OpticalFlowConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must be None or "
+                f"the input width num_patch_channels + Fourier features ({self.num_input_channels}): the inputs "
+                "are the queries"
             )
         if self.decoder.num_output_channels != 2:
             raise ConfigError(
@@ -87,20 +84,12 @@ class OpticalFlowConfig(Config):
             )
 
 
-@dataclass
-class OpticalFlowOutput:
-    """``flow``: ``(B, H, W, 2)`` in pixels (or ``(B, P, 2)`` at subsampled pixels); ``latents``: ``(B, N, D)``."""
-
-    flow: Tensor
-    latents: Tensor
-
-
 class OpticalFlow(PerceiverIOBase):
     """Two frames ``(B, 2, 3, H, W)`` (or their 3×3 patches ``(B, 2, 27, H, W)``) -> flow ``(B, H, W, 2)``.
 
     >>> model = perceiver_io.create_model("optical-flow-perceiver")
-    >>> flow = model(frames).flow                        # (B, H, W, 2)
-    >>> flow = model(frames, chunk_size=8192).flow       # same, decoder memory bounded
+    >>> flow = model(frames).flow                        # (B, H, W, 2); decoder memory bounded ("auto")
+    >>> flow = model(frames, query_indices=idx).flow     # (B, P, 2) at flat pixel indices (training)
     """
 
     config_class = OpticalFlowConfig
@@ -109,54 +98,45 @@ class OpticalFlow(PerceiverIOBase):
     def __init__(self, config: OpticalFlowConfig) -> None:
         super().__init__(config)
         c = config
-        self.input_adapter = FlowInputAdapter(
-            c.image_size, c.num_image_channels, 2, c.patch_size, c.num_patch_channels, c.num_frequency_bands
-        )
+        self.input_adapter = ImageInputAdapter(c.image())
         self.encoder = PerceiverEncoder(c.encoder, c.num_input_channels)
-        self.query_builder = InputQueries(c.num_input_channels)
-        self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels)
-        self.output_adapter = FlowOutputAdapter(c.rescale_factor)
+        self.head = FlowHead(c.num_input_channels, c.rescale_factor)
+        self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels, c.num_input_channels)
 
-    def decode(  # type: ignore[override]
-        self,
-        latents: Tensor,
-        queries: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-        *,
-        inputs: Tensor | None = None,
-        query_indices: Tensor | None = None,
-        image_shape: Sequence[int] | None = None,
-    ) -> Tensor:
-        """Decode flow from ``latents (B, N, D)``; the queries are the adapted ``inputs (B, H·W, C)``.
-
-        Returns ``(B, H, W, 2)`` (``image_shape`` = (H, W), default the config's ``image_size``), or
-        ``(B, P, 2)`` for ``query_indices (P,)`` (flat pixel indices, for subsampled training).
-        """
-        rows = self.decode_rows(latents, queries, query_mask, chunk_size, inputs=inputs, query_indices=query_indices)
-        if query_indices is not None:
-            return rows / self.config.rescale_factor
-        return self.output_adapter(rows, tuple(image_shape or self.config.image_size))
-
-    def forward(  # type: ignore[override]
-        self,
-        frames: Tensor,
-        chunk_size: int | None = None,
-        query_indices: Tensor | None = None,
-    ) -> OpticalFlowOutput:
-        """``frames (B, 2, 3, H, W)`` or patches ``(B, 2, 27, H, W)`` -> :class:`OpticalFlowOutput`.
-
-        The encoder runs once; with ``chunk_size`` the per-pixel queries are decoded in chunks.
-        """
-        x = self.input_adapter(frames)
-        latents = self.encoder(x)
-        flow = self.decode(
-            latents, chunk_size=chunk_size, inputs=x, query_indices=query_indices, image_shape=frames.shape[-2:]
-        )
-        return OpticalFlowOutput(flow=flow, latents=latents)
+    def example_inputs(self, batch_size: int = 1) -> dict:
+        """Two random frames at a small size (any size runs: 32×48), in the model's input range (-1, 1)."""
+        return {"inputs": torch.rand(batch_size, 2, self.config.num_image_channels, 32, 48) * 2 - 1}
 
 
-@register_model("optical-flow-perceiver", OpticalFlow)
+@register_model(
+    "optical-flow-perceiver",
+    OpticalFlow,
+    info=PretrainedInfo(
+        hub_id="deepmind/optical-flow-perceiver",
+        hf_architecture="PerceiverForOpticalFlow",
+        paper_params="27.9M (the released architecture has 41.1M)",
+        input_range=(-1.0, 1.0),
+        output_scale=20.0,
+        tile_size=(368, 496),
+    ),
+)
 def optical_flow_perceiver() -> OpticalFlowConfig:
     """``deepmind/optical-flow-perceiver``: 368×496 training size, 2048 × 512 latents, 24 layers, 16 heads."""
     return OpticalFlowConfig()
+
+
+@register_model("test-optical-flow", OpticalFlow, info=PretrainedInfo(tiny=True, input_range=(-1.0, 1.0)))
+def test_optical_flow() -> OpticalFlowConfig:
+    """Tiny flow model: 12×16 training size, 8 Fourier bands, 16 × 32 latents, 2 layers."""
+    return OpticalFlowConfig(
+        image_size=(12, 16),
+        num_patch_channels=8,
+        num_frequency_bands=8,
+        encoder=EncoderConfig(
+            num_latents=16,
+            num_latent_channels=32,
+            num_blocks=1,
+            num_self_attends_per_block=2,
+            num_self_attention_heads=4,
+        ),
+    )

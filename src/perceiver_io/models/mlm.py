@@ -10,15 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 
-from perceiver_io.adapters.text import BytesTokenizer, TextAdapterConfig, TextInputAdapter, TiedEmbeddingDecoder
+from perceiver_io.adapters.text import (
+    BytesTokenizer,
+    MaskedLanguageHead,
+    MaskedLanguageModelOutput,
+    TextAdapterConfig,
+    TextInputAdapter,
+)
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
-from perceiver_io.models.perceiver_io import PerceiverIOBase
-from perceiver_io.models.registry import register_model
-from perceiver_io.queries import LearnedQueries
+from perceiver_io.models.base import PerceiverIOBase
+from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["MaskedLanguageModelConfig", "MaskedLanguageModel", "MaskedLanguageModelOutput"]
 
@@ -42,7 +46,6 @@ def _language_encoder() -> EncoderConfig:
 
 def _language_decoder() -> DecoderConfig:
     return DecoderConfig(
-        num_query_channels=768,
         num_output_channels=None,
         num_heads=8,
         num_qk_channels=256,
@@ -53,7 +56,11 @@ def _language_decoder() -> DecoderConfig:
 
 @dataclass
 class MaskedLanguageModelConfig(Config):
-    """Defaults are the published language model (C = 768, 256 × 1280 latents, 26 layers)."""
+    """Defaults are the published language model (C = 768, 256 × 1280 latents, 26 layers).
+
+    The queries are learned position embeddings of width ``text.num_channels`` (the decoder's
+    ``num_query_channels``, derived); the tied embedding decoder needs no output projection.
+    """
 
     text: TextAdapterConfig = field(default_factory=TextAdapterConfig)
     encoder: EncoderConfig = field(default_factory=_language_encoder)
@@ -61,10 +68,10 @@ class MaskedLanguageModelConfig(Config):
 
     def validate(self) -> None:
         c = self.text.num_channels
-        if self.decoder.num_query_channels != c:
+        if self.decoder.num_query_channels not in (None, c):
             raise ConfigError(
-                f"MaskedLanguageModelConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must equal "
-                f"text.num_channels ({c}): the queries are learned position embeddings of that width"
+                f"MaskedLanguageModelConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must be "
+                f"None or text.num_channels ({c}): the queries are learned position embeddings of that width"
             )
         if self.decoder.num_output_channels not in (None, c):
             raise ConfigError(
@@ -73,71 +80,23 @@ class MaskedLanguageModelConfig(Config):
             )
 
 
-@dataclass
-class MaskedLanguageModelOutput:
-    """``logits``: ``(B, L, vocab_size)``; ``latents``: ``(B, N, D)``."""
-
-    logits: Tensor
-    latents: Tensor
-
-
 class MaskedLanguageModel(PerceiverIOBase):
-    """Byte-level masked LM. ``model(input_ids (B, L), input_mask (B, L))`` -> :class:`MaskedLanguageModelOutput`."""
+    """Byte-level masked LM. ``model(input_ids (B, L), input_mask (B, L))`` -> :class:`MaskedLanguageModelOutput`.
+
+    As in ``transformers``, the mask only hides padding from the encoder; every position (padding
+    too) gets logits.
+    """
 
     config_class = MaskedLanguageModelConfig
     config: MaskedLanguageModelConfig
 
     def __init__(self, config: MaskedLanguageModelConfig) -> None:
         super().__init__(config)
-        self.input_adapter = TextInputAdapter(config.text)
-        self.encoder = PerceiverEncoder(config.encoder, config.text.num_channels)
-        self.query_builder = LearnedQueries(config.text.max_seq_len, config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels)
-        self.output_adapter = TiedEmbeddingDecoder(config.text.vocab_size)
-
-    def encode(self, input_ids: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        """``input_ids (B, L)``, ``input_mask (B, L)`` bool (True = real) -> latents ``(B, N, D)``."""
-        return self.encoder(self.input_adapter(input_ids), input_mask)
-
-    def decode(
-        self,
-        latents: Tensor,
-        queries: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-        *,
-        inputs: Tensor | None = None,
-        query_indices: Tensor | None = None,
-        length: int | None = None,
-    ) -> Tensor:
-        """Logits ``(B, O, vocab_size)`` for positions ``0..length-1`` (default: all ``max_seq_len``),
-        or for the positions ``query_indices (P,)``."""
-        if queries is None:
-            b = latents.shape[0]
-            if query_indices is not None:
-                queries = self.query_builder(b, indices=query_indices)
-            else:
-                n = self.config.text.max_seq_len if length is None else length
-                if not 0 < n <= self.config.text.max_seq_len:
-                    raise ValueError(f"length must be in [1, {self.config.text.max_seq_len}], got {n}")
-                queries = self.query_builder.chunk(b, 0, n)
-        hidden = self.decoder(latents, queries, query_mask, chunk_size)
-        return self.output_adapter(hidden, self.input_adapter.token_embedding.weight)
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        input_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-    ) -> MaskedLanguageModelOutput:
-        """``input_ids (B, L)`` int, ``input_mask (B, L)`` bool -> logits ``(B, L, vocab_size)``.
-
-        As in ``transformers``, the mask only hides padding from the encoder; every position
-        (padding too) gets logits.
-        """
-        latents = self.encode(input_ids, input_mask)
-        logits = self.decode(latents, chunk_size=chunk_size, length=input_ids.shape[1])
-        return MaskedLanguageModelOutput(logits=logits, latents=latents)
+        c = config
+        self.input_adapter = TextInputAdapter(c.text)
+        self.encoder = PerceiverEncoder(c.encoder, c.text.num_channels)
+        self.head = MaskedLanguageHead(self.input_adapter.token_embedding, c.text.max_seq_len, c.text.init_scale)
+        self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels, c.text.num_channels)
 
     @torch.no_grad()
     def fill_mask(self, text: str, tokenizer: BytesTokenizer | None = None) -> str:
@@ -154,7 +113,32 @@ class MaskedLanguageModel(PerceiverIOBase):
         return tokenizer.decode(ids[1:-1])
 
 
-@register_model("language-perceiver", MaskedLanguageModel)
+@register_model(
+    "language-perceiver",
+    MaskedLanguageModel,
+    info=PretrainedInfo(
+        hub_id="deepmind/language-perceiver", hf_architecture="PerceiverForMaskedLM", paper_params="201M"
+    ),
+)
 def language_perceiver() -> MaskedLanguageModelConfig:
     """``deepmind/language-perceiver``: bytes, M = O = 2048, C = 768, 256 × 1280 latents, 26 layers (~201M)."""
     return MaskedLanguageModelConfig()
+
+
+@register_model("test-language-perceiver", MaskedLanguageModel, info=PretrainedInfo(tiny=True))
+def test_language_perceiver() -> MaskedLanguageModelConfig:
+    """Tiny byte MLM: 32 bytes, C = 24, 8 × 32 latents, 2 layers; 2 decoder heads with qk 16 (as the published)."""
+    return MaskedLanguageModelConfig(
+        text=TextAdapterConfig(max_seq_len=32, num_channels=24),
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=32,
+            num_blocks=1,
+            num_self_attends_per_block=2,
+            num_cross_attention_heads=2,
+            num_self_attention_heads=2,
+            cross_attention_qk_channels=16,
+            self_attention_qk_channels=16,
+        ),
+        decoder=DecoderConfig(num_heads=2, num_qk_channels=16, use_query_residual=False),
+    )

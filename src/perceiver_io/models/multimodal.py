@@ -12,22 +12,21 @@ with the encoder run **once** and the queries decoded ``chunk_size`` at a time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from torch import Tensor
+import torch
 
-from perceiver_io.adapters.audio import AudioInputAdapter, AudioOutputAdapter, AudioQueries
-from perceiver_io.adapters.label import LabelInputAdapter, LabelOutputAdapter
-from perceiver_io.adapters.multimodal import MultimodalInputAdapter, MultimodalOutputAdapter, MultimodalQueries
-from perceiver_io.adapters.video import VideoInputAdapter, VideoOutputAdapter, VideoQueries
+from perceiver_io.adapters.audio import AudioHead, AudioInputAdapter
+from perceiver_io.adapters.image import ImageInputAdapter
+from perceiver_io.adapters.label import LabelHead, LabelInputAdapter
+from perceiver_io.adapters.multimodal import MultimodalAutoencoderOutput, MultimodalHead, MultimodalInputAdapter
+from perceiver_io.adapters.video import VideoHead, video_image_config
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
 from perceiver_io.layers.position import num_fourier_channels
-from perceiver_io.models.perceiver_io import PerceiverIOBase
-from perceiver_io.models.registry import register_model
-from perceiver_io.queries import LazyQueries, LearnedQueries
+from perceiver_io.models.base import PerceiverIOBase
+from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["MultimodalAutoencoderConfig", "MultimodalAutoencoder", "MultimodalAutoencoderOutput", "MODALITIES"]
 
@@ -46,7 +45,7 @@ def _mm_encoder() -> EncoderConfig:
 
 
 def _mm_decoder() -> DecoderConfig:
-    return DecoderConfig(num_query_channels=1026, num_output_channels=512, num_heads=1, use_query_residual=False)
+    return DecoderConfig(num_output_channels=512, num_heads=1, use_query_residual=False)
 
 
 def _default_mask_probs() -> dict[str, float]:
@@ -145,41 +144,13 @@ class MultimodalAutoencoderConfig(Config):
                 raise ConfigError(f"MultimodalAutoencoderConfig.mask_probs[{m!r}] must be in [0, 1], got {p!r}")
         self._one_of("full_query_positions", ("grid", "index"))
         width = max(self.query_channels().values()) + self.query_min_padding_size
-        if self.decoder.num_query_channels != width:
+        if self.decoder.num_query_channels not in (None, width):
             raise ConfigError(
                 f"MultimodalAutoencoderConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must "
-                f"equal the padded query width max(query widths) + query_min_padding_size ({width})"
+                f"be None or the padded query width max(query widths) + query_min_padding_size ({width})"
             )
         if self.decoder.num_output_channels is None:
             raise ConfigError("MultimodalAutoencoderConfig.decoder.num_output_channels must be set (512 published)")
-
-
-@dataclass
-class MultimodalAutoencoderOutput:
-    """Per-modality reconstructions.
-
-    * ``image``: ``(B, T, C, H, W)`` when every pixel is decoded, ``(B, P, C)`` at subsampled pixels
-      (also available as ``video``);
-    * ``audio``: ``(B, O · samples_per_patch)`` samples;
-    * ``label``: ``(B, num_classes)`` logits (also ``logits``);
-    * ``latents``: ``(B, N, D)``.
-    """
-
-    image: Tensor
-    audio: Tensor
-    label: Tensor
-    latents: Tensor | None = None
-
-    @property
-    def video(self) -> Tensor:
-        return self.image
-
-    @property
-    def logits(self) -> Tensor:
-        return self.label
-
-    def to_dict(self) -> dict[str, Tensor]:
-        return {"audio": self.audio, "image": self.image, "label": self.label}
 
 
 class MultimodalAutoencoder(PerceiverIOBase):
@@ -188,7 +159,10 @@ class MultimodalAutoencoder(PerceiverIOBase):
     >>> model = perceiver_io.create_model("multimodal-perceiver")
     >>> out = model(inputs, query_indices={"image": idx_img, "audio": idx_aud})   # training, subsampled
     >>> latents = model.encode(inputs)                                            # evaluation: encode once,
-    >>> out = model.decode(latents, chunk_size=8192)                              # decode all points in chunks
+    >>> out = model.decode(latents)                                               # decode all points in chunks
+
+    ``mask_probs=`` (to ``forward``/``encode``/``adapt``) overrides the configured mask-token
+    probabilities for one call; ``input_mask (B, M)`` covers the concatenated (audio, image, label) rows.
     """
 
     config_class = MultimodalAutoencoderConfig
@@ -197,14 +171,15 @@ class MultimodalAutoencoder(PerceiverIOBase):
     def __init__(self, config: MultimodalAutoencoderConfig) -> None:
         super().__init__(config)
         c = config
-        t, h, w = c.video_shape
-        image_in = VideoInputAdapter(
-            c.video_shape,
-            c.num_image_channels,
-            c.image_patch_size,
-            c.image_temporal_patch_size,
-            c.image_num_bands,
-            c.image_max_resolution,
+        image_in = ImageInputAdapter(
+            video_image_config(
+                c.video_shape,
+                c.num_image_channels,
+                c.image_patch_size,
+                c.image_temporal_patch_size,
+                c.image_num_bands,
+                c.image_max_resolution,
+            )
         )
         audio_in = AudioInputAdapter(
             c.num_audio_samples, c.samples_per_patch, c.audio_num_bands, c.audio_max_resolution
@@ -216,96 +191,62 @@ class MultimodalAutoencoder(PerceiverIOBase):
             init_scale=c.init_scale,
         )
         self.encoder = PerceiverEncoder(c.encoder, self.input_adapter.num_channels)
-        image_max_res = c.image_max_resolution or image_in.position_encoding.index_dims
-        self.query_builder = MultimodalQueries(
+        f = c.decoder.num_output_channels
+        image_max_res = c.image_max_resolution or image_in.fourier.index_dims
+        self.head = MultimodalHead(
             {
-                "audio": AudioQueries(
-                    (audio_in.num_patches,),
+                "audio": AudioHead(
+                    audio_in.num_patches,
                     c.audio_num_bands,
                     audio_in.position_encoding.max_resolution,
+                    f,
+                    c.samples_per_patch,
                     full_positions=c.full_query_positions,
                 ),
-                "image": VideoQueries(
-                    c.video_shape, c.image_num_bands, image_max_res, full_positions=c.full_query_positions
+                "image": VideoHead(
+                    c.video_shape, c.image_num_bands, image_max_res, f, c.num_image_channels, c.full_query_positions
                 ),
-                "label": LearnedQueries(1, c.label_query_channels, c.init_scale),
+                "label": LabelHead(c.label_query_channels, f, c.num_classes, c.init_scale),
             },
             min_padding_size=c.query_min_padding_size,
             init_scale=c.init_scale,
         )
-        self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels)
-        f = self.decoder.num_output_channels
-        self.output_adapter = MultimodalOutputAdapter(
-            {
-                "audio": AudioOutputAdapter(f, c.samples_per_patch),
-                "image": VideoOutputAdapter(f, c.video_shape, c.num_image_channels),
-                "label": LabelOutputAdapter(f, c.num_classes),
-            }
-        )
+        self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels, self.head.num_query_channels)
 
-    def encode(  # type: ignore[override]
-        self,
-        inputs: Mapping[str, Tensor],
-        input_mask: Tensor | None = None,
-        mask_probs: Mapping[str, float] | None = None,
-    ) -> Tensor:
-        """``inputs`` ``{"image", "audio", "label"}`` -> latents ``(B, N, D)``.
-
-        ``input_mask (B, M)`` covers the concatenated inputs (audio, image, label rows);
-        ``mask_probs`` overrides the configured mask-token probabilities for this call.
-        """
-        x, _ = self.input_adapter(inputs, mask_probs)
-        return self.encoder(x, input_mask)
-
-    def decode(  # type: ignore[override]
-        self,
-        latents: Tensor,
-        query_indices: Mapping[str, Tensor | None] | None = None,
-        chunk_size: int | None = None,
-    ) -> MultimodalAutoencoderOutput:
-        """Decode ``latents (B, N, D)``: all points (``query_indices=None``), or per modality the flat
-        indices given (``None`` for a modality: all of its points). ``chunk_size`` decodes at most that
-        many queries at once; the encoder is not re-run."""
-        b = latents.shape[0]
-        sizes = self.query_builder.sizes(query_indices)
-        if query_indices is None and chunk_size is not None:
-            out = self._decode_chunked(latents, sizes, chunk_size)
-        else:
-            if query_indices is not None:
-                queries = self.query_builder(b, inputs=latents, indices=query_indices)
-            else:
-                queries = self.query_builder(b, inputs=latents)
-            rows = self.decoder(latents, queries.to(latents.dtype), None, chunk_size)
-            subsampled = query_indices is not None and query_indices.get("image") is not None
-            out = self.output_adapter(rows, sizes, {"image": {"subsampled": subsampled}})
-        return MultimodalAutoencoderOutput(image=out["image"], audio=out["audio"], label=out["label"], latents=latents)
-
-    def _decode_chunked(self, latents: Tensor, sizes: Mapping[str, int], chunk_size: int) -> dict[str, Tensor]:
-        """All points, built and decoded ``chunk_size`` queries at a time, one modality after another;
-        each chunk goes through its modality's output projection at once, so only the projected
-        outputs (3 channels per pixel, not the decoder's 512) are kept for all 804,737 points."""
-        queries = self.query_builder.lazy(latents.shape[0], inputs=latents)
-        out, start = {}, 0
-        for m in sorted(sizes):  # the order of the query rows (see split_modalities)
-            adapter = self.output_adapter.adapters[m]
-            part = LazyQueries(queries.batch_size, sizes[m], lambda s, e, o=start: queries.build(o + s, o + e))
-            out[m] = adapter.arrange(self.decoder(latents, part, None, chunk_size, row_fn=adapter.projection))
-            start += sizes[m]
-        return out
-
-    def forward(  # type: ignore[override]
-        self,
-        inputs: Mapping[str, Tensor],
-        query_indices: Mapping[str, Tensor | None] | None = None,
-        chunk_size: int | None = None,
-        input_mask: Tensor | None = None,
-        mask_probs: Mapping[str, float] | None = None,
-    ) -> MultimodalAutoencoderOutput:
-        """Encode once, then decode (see :meth:`decode`)."""
-        return self.decode(self.encode(inputs, input_mask, mask_probs), query_indices, chunk_size)
+    def example_inputs(self, batch_size: int = 1) -> dict:
+        """Random inputs and, as in training, a random subset of 512 pixels and 64 audio patches to decode."""
+        sizes = self.head.sizes()
+        idx = {m: torch.randperm(sizes[m])[:n] for m, n in (("image", 512), ("audio", 64))}
+        return {"inputs": self.input_adapter.example_inputs(batch_size), "query_indices": idx}
 
 
-@register_model("multimodal-perceiver", MultimodalAutoencoder)
+@register_model(
+    "multimodal-perceiver",
+    MultimodalAutoencoder,
+    info=PretrainedInfo(
+        hub_id="deepmind/multimodal-perceiver",
+        hf_architecture="PerceiverForMultimodalAutoencoding",
+        paper_params="20.0M",
+        input_range=(0.0, 1.0),
+    ),
+)
 def multimodal_perceiver() -> MultimodalAutoencoderConfig:
     """``deepmind/multimodal-perceiver``: 16×224×224 video, 30,720 audio samples, 700 classes, 784 × 512 latents."""
     return MultimodalAutoencoderConfig()
+
+
+@register_model("test-multimodal-perceiver", MultimodalAutoencoder, info=PretrainedInfo(tiny=True))
+def test_multimodal_perceiver() -> MultimodalAutoencoderConfig:
+    """Tiny autoencoder: 2×8×8 video (4×4 patches), 64 audio samples (16 per patch), 5 classes, 8 × 32 latents."""
+    return MultimodalAutoencoderConfig(
+        video_shape=(2, 8, 8),
+        image_num_bands=2,
+        image_max_resolution=None,
+        num_audio_samples=64,
+        audio_num_bands=3,
+        num_classes=5,
+        label_query_channels=16,
+        mask_probs={"label": 0.5},  # the paper's training setting; mask tokens only where they can be drawn
+        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=2),
+        decoder=DecoderConfig(num_output_channels=16, num_heads=1, use_query_residual=False),
+    )

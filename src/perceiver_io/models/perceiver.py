@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
+from perceiver_io.adapters.base import IdentityInputAdapter
 from perceiver_io.adapters.image import ImageAdapterConfig, ImageInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
-from perceiver_io.models.base import PerceiverModel
-from perceiver_io.models.classifier import ClassifierOutput
-from perceiver_io.models.registry import register_model
+from perceiver_io.heads import ClassifierOutput, PoolingClassificationHead
+from perceiver_io.models.base import PerceiverIOBase
+from perceiver_io.registry import PretrainedInfo, register_model
 
-__all__ = ["PerceiverConfig", "Perceiver"]
+__all__ = ["PerceiverConfig", "Perceiver", "ClassifierOutput"]
 
 
 def _perceiver_encoder() -> EncoderConfig:
@@ -55,10 +55,11 @@ class PerceiverConfig(Config):
             )
 
 
-class Perceiver(PerceiverModel):
+class Perceiver(PerceiverIOBase):
     """``model(inputs)`` -> :class:`ClassifierOutput` (``logits (B, num_classes)``, ``latents (B, N, D)``).
 
-    ``inputs`` are images ``(B, C, H, W)`` with an image adapter, otherwise ``(B, M, C)``.
+    ``inputs`` are images ``(B, C, H, W)`` with an image adapter, otherwise ``(B, M, C)``. The head
+    reads the latents directly (there is no query decoder: ``decoder`` is ``None``).
     """
 
     config_class = PerceiverConfig
@@ -70,24 +71,11 @@ class Perceiver(PerceiverModel):
             self.input_adapter: nn.Module = ImageInputAdapter(config.image)
             num_input_channels = config.image.num_channels()
         else:
-            self.input_adapter = nn.Identity()
-            num_input_channels = config.num_input_channels
-        self.encoder = PerceiverEncoder(config.encoder, num_input_channels)  # type: ignore[arg-type]
-        self.head = nn.Linear(config.encoder.num_latent_channels, config.num_classes)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def encode(self, inputs: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        """Inputs -> latents ``(B, N, D)``."""
-        return self.encoder(self.input_adapter(inputs), input_mask)
-
-    def decode(self, latents: Tensor) -> Tensor:
-        """Average over latents, then Linear: ``(B, N, D)`` -> ``(B, num_classes)``."""
-        return self.head(torch.mean(latents, dim=1))
-
-    def forward(self, inputs: Tensor, input_mask: Tensor | None = None) -> ClassifierOutput:
-        latents = self.encode(inputs, input_mask)
-        return ClassifierOutput(logits=self.decode(latents), latents=latents)
+            num_input_channels = config.num_input_channels  # type: ignore[assignment]
+            self.input_adapter = IdentityInputAdapter(num_input_channels)
+        self.encoder = PerceiverEncoder(config.encoder, num_input_channels)
+        self.decoder = None
+        self.head = PoolingClassificationHead(config.encoder.num_latent_channels, config.num_classes)
 
 
 @register_model("perceiver-fourier", Perceiver)
@@ -95,3 +83,20 @@ def perceiver_fourier() -> PerceiverConfig:
     """The original Perceiver on ImageNet: pixels + 2-D Fourier features, 8 cross-attends (7 shared),
     8 blocks × 6 shared self-attends, 512 × 1024 latents (42.1M in the Perceiver IO paper's Table 7)."""
     return PerceiverConfig(image=ImageAdapterConfig(image_shape=(224, 224), prep_type="pixels", num_bands=64))
+
+
+@register_model("test-perceiver", Perceiver, info=PretrainedInfo(tiny=True))
+def test_perceiver() -> PerceiverConfig:
+    """Tiny original Perceiver on 12×12 pixels: 3 cross-attends (2 shared), 8 × 32 latents, 4 classes."""
+    return PerceiverConfig(
+        image=ImageAdapterConfig(image_shape=(12, 12), prep_type="pixels", num_bands=4),
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=32,
+            num_blocks=3,
+            num_self_attends_per_block=1,
+            num_self_attention_heads=4,
+            cross_attend_every_block=True,
+        ),
+        num_classes=4,
+    )

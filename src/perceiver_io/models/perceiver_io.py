@@ -1,22 +1,19 @@
-"""The generic Perceiver IO: input adapter -> encoder (read + process) -> decoder (write) -> output adapter.
-
-Inputs are already ``(B, M, C)`` arrays here; modality adapters (bytes, images, audio, …)
-wrap this model in ``perceiver_io.adapters``.
-"""
+"""The generic Perceiver IO on ``(B, M, C)`` inputs, with learned, Fourier-grid, inputs-as-queries
+or caller-given output queries (:class:`QueryConfig`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import Tensor, nn
-
+from perceiver_io.adapters.base import IdentityInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.heads import PerceiverIOOutput, QueryHead
 from perceiver_io.layers.position import num_fourier_channels
-from perceiver_io.models.base import PerceiverModel
-from perceiver_io.models.registry import register_model
-from perceiver_io.queries import FourierQueries, InputQueries, LazyQueries, LearnedQueries, QueryBuilder
+from perceiver_io.models.base import PerceiverIOBase
+from perceiver_io.queries import FourierQueries, InputQueries, LearnedQueries, QueryBuilder
+from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["QueryConfig", "PerceiverIOConfig", "PerceiverIOBase", "PerceiverIO", "PerceiverIOOutput"]
 
@@ -66,6 +63,9 @@ class QueryConfig(Config):
 
 @dataclass
 class PerceiverIOConfig(Config):
+    """The generic model on ``(B, M, num_input_channels)`` inputs; the decoder's query width is
+    derived from ``queries`` (leave ``decoder.num_query_channels`` None, except for ``"given"`` queries)."""
+
     num_input_channels: int = 64
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -73,105 +73,32 @@ class PerceiverIOConfig(Config):
 
     def validate(self) -> None:
         self._positive("num_input_channels")
-        width = self.queries.num_channels(self.num_input_channels, self.decoder.num_query_channels)
-        if width != self.decoder.num_query_channels:
+        if self.queries.kind == "given" and self.decoder.num_query_channels is None:
+            raise ConfigError("PerceiverIOConfig.decoder.num_query_channels must be set when queries.kind='given'")
+        if self.queries.kind == "learned" and self.decoder.num_query_channels is None:
+            return  # learned queries take the decoder's width; default below
+        q = self.decoder.num_query_channels
+        width = self.queries.num_channels(self.num_input_channels, q if q is not None else 0)
+        if q is not None and width != q:
             raise ConfigError(
-                f"PerceiverIOConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must equal the "
-                f"width of the {self.queries.kind!r} queries ({width})"
+                f"PerceiverIOConfig.decoder.num_query_channels ({q}) must equal the width of the "
+                f"{self.queries.kind!r} queries ({width}), or be None to derive it"
             )
 
-
-@dataclass
-class PerceiverIOOutput:
-    """``outputs``: ``(B, O, F)``; ``latents``: ``(B, N, D)`` final latents."""
-
-    outputs: Tensor
-    latents: Tensor
-
-
-class PerceiverIOBase(PerceiverModel):
-    """Read -> process -> write, with the stages separately callable.
-
-    Subclasses set five modules in ``__init__``: ``input_adapter`` (raw input -> ``(B, M, C)``),
-    ``encoder`` (:class:`PerceiverEncoder`), ``query_builder`` (:class:`QueryBuilder` or None),
-    ``decoder`` (:class:`PerceiverDecoder`) and ``output_adapter`` (``(B, O, F)`` -> result).
-    """
-
-    input_adapter: nn.Module
-    encoder: PerceiverEncoder
-    query_builder: QueryBuilder | None
-    decoder: PerceiverDecoder
-    output_adapter: nn.Module
-
-    def encode(self, inputs: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        """``inputs (B, M, C)``, ``input_mask (B, M)`` -> latents ``(B, N, D)``."""
-        return self.encoder(self.input_adapter(inputs), input_mask)
-
-    def decode(
-        self,
-        latents: Tensor,
-        queries: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-        *,
-        inputs: Tensor | None = None,
-        query_indices: Tensor | None = None,
-    ) -> Tensor:
-        """Decode ``(B, O, E)`` queries (default: the configured builder's) -> ``(B, O, F)``.
-
-        ``query_indices (P,)`` decodes only those output points (subsampled training);
-        ``inputs`` (adapted, ``(B, M, C)``) are needed when the inputs are the queries.
-        """
-        rows = self.decode_rows(latents, queries, query_mask, chunk_size, inputs=inputs, query_indices=query_indices)
-        return self.output_adapter(rows)
-
-    def decode_rows(
-        self,
-        latents: Tensor,
-        queries: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-        *,
-        inputs: Tensor | None = None,
-        query_indices: Tensor | None = None,
-    ) -> Tensor:
-        """The decoder's rows ``(B, O, F)`` before the output adapter (see :meth:`decode`)."""
-        if queries is None:
-            queries = self._build_queries(latents.shape[0], inputs, query_indices, chunk_size)
-        return self.decoder(latents, queries, query_mask, chunk_size)
-
-    def _build_queries(
-        self, batch_size: int, inputs: Tensor | None, indices: Tensor | None, chunk_size: int | None
-    ) -> Tensor | LazyQueries:
-        if self.query_builder is None:
-            raise ValueError("this model's queries are kind='given': pass queries=(B, O, E)")
-        if indices is not None:
-            return self.query_builder(batch_size, inputs=inputs, indices=indices)
-        if chunk_size is not None:
-            return self.query_builder.lazy(batch_size, inputs=inputs)
-        return self.query_builder(batch_size, inputs=inputs)
-
-    def forward(
-        self,
-        inputs: Tensor,
-        input_mask: Tensor | None = None,
-        queries: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        chunk_size: int | None = None,
-        query_indices: Tensor | None = None,
-    ) -> PerceiverIOOutput:
-        x = self.input_adapter(inputs)
-        latents = self.encoder(x, input_mask)
-        outputs = self.decode(latents, queries, query_mask, chunk_size, inputs=x, query_indices=query_indices)
-        return PerceiverIOOutput(outputs=outputs, latents=latents)
+    @property
+    def num_query_channels(self) -> int:
+        """The query width E: the decoder's if given, else the query builder's (learned: the latent width)."""
+        if self.decoder.num_query_channels is not None:
+            return self.decoder.num_query_channels
+        return self.queries.num_channels(self.num_input_channels, self.encoder.num_latent_channels)
 
 
 class PerceiverIO(PerceiverIOBase):
     """Generic Perceiver IO on ``(B, M, C)`` inputs; stages are separately callable.
 
     >>> model = PerceiverIO(PerceiverIOConfig(num_input_channels=3, ...))
-    >>> latents = model.encode(inputs, input_mask)            # (B, N, D)
-    >>> outputs = model.decode(latents, chunk_size=4096)      # (B, O, F)
+    >>> latents = model.encode(inputs, input_mask)                  # (B, N, D)
+    >>> outputs = model.decode(latents, chunk_size=4096).outputs    # (B, O, F)
     """
 
     config_class = PerceiverIOConfig
@@ -179,14 +106,14 @@ class PerceiverIO(PerceiverIOBase):
 
     def __init__(self, config: PerceiverIOConfig) -> None:
         super().__init__(config)
-        self.input_adapter = nn.Identity()
+        e = config.num_query_channels
+        self.input_adapter = IdentityInputAdapter(config.num_input_channels)
         self.encoder = PerceiverEncoder(config.encoder, config.num_input_channels)
-        self.query_builder = config.queries.build(config.num_input_channels, config.decoder.num_query_channels)
-        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels)
-        self.output_adapter = nn.Identity()
+        self.head = QueryHead(config.queries.build(config.num_input_channels, e))
+        self.decoder = PerceiverDecoder(config.decoder, config.encoder.num_latent_channels, e)
 
 
-@register_model("perceiver-io-tiny", PerceiverIO)
+@register_model("perceiver-io-tiny", PerceiverIO, info=PretrainedInfo(tiny=True))
 def perceiver_io_tiny() -> PerceiverIOConfig:
     """A tiny generic model for tests and demos: 32 inputs channels, 16 × 64 latents, 10 outputs."""
     return PerceiverIOConfig(
@@ -199,8 +126,42 @@ def perceiver_io_tiny() -> PerceiverIOConfig:
             num_cross_attention_heads=1,
             num_self_attention_heads=4,
         ),
-        decoder=DecoderConfig(num_query_channels=64, num_output_channels=10, num_heads=1),
+        decoder=DecoderConfig(num_output_channels=10, num_heads=1),
         queries=QueryConfig(kind="learned", num_queries=1),
+    )
+
+
+@register_model("test-perceiver-io-fourier", PerceiverIO, info=PretrainedInfo(tiny=True))
+def test_perceiver_io_fourier() -> PerceiverIOConfig:
+    """Tiny generic model decoding one query per point of a 6×5 Fourier grid (3 outputs per point)."""
+    return PerceiverIOConfig(
+        num_input_channels=12,
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=32,
+            num_blocks=2,
+            num_self_attends_per_block=1,
+            num_self_attention_heads=4,
+        ),
+        decoder=DecoderConfig(num_output_channels=3, num_heads=1),
+        queries=QueryConfig(kind="fourier", index_dims=(6, 5), num_bands=4),
+    )
+
+
+@register_model("test-perceiver-io-inputs", PerceiverIO, info=PretrainedInfo(tiny=True))
+def test_perceiver_io_inputs() -> PerceiverIOConfig:
+    """Tiny generic model whose queries are its inputs (one output row per input row)."""
+    return PerceiverIOConfig(
+        num_input_channels=12,
+        encoder=EncoderConfig(
+            num_latents=8,
+            num_latent_channels=32,
+            num_blocks=1,
+            num_self_attends_per_block=2,
+            num_self_attention_heads=4,
+        ),
+        decoder=DecoderConfig(num_output_channels=5, num_heads=2, use_query_residual=True),
+        queries=QueryConfig(kind="inputs"),
     )
 
 
@@ -210,6 +171,6 @@ def perceiver_io_base() -> PerceiverIOConfig:
     return PerceiverIOConfig(
         num_input_channels=261,
         encoder=EncoderConfig(),
-        decoder=DecoderConfig(num_query_channels=1024, num_output_channels=1000),
+        decoder=DecoderConfig(num_output_channels=1000),
         queries=QueryConfig(kind="learned", num_queries=1),
     )

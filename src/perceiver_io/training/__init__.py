@@ -1,10 +1,10 @@
 """Training engine: trainer, optimizers (AdamW, LAMB), schedule, checkpoints, DDP, metric logging."""
 
 from perceiver_io.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from perceiver_io.training.optim import LAMB, build_optimizer, no_decay, param_groups
+from perceiver_io.training.optim import LAMB, build_optimizer, no_decay_names, param_groups
 from perceiver_io.training.overrides import apply_overrides, load_yaml, parse_overrides
 from perceiver_io.training.schedule import build_scheduler, warmup_cosine
-from perceiver_io.training.trainer import TrainConfig, Trainer, TrainResult, train
+from perceiver_io.training.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [
     "LAMB",
@@ -18,10 +18,9 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_yaml",
-    "no_decay",
+    "no_decay_names",
     "param_groups",
     "parse_overrides",
     "save_checkpoint",
-    "train",
     "warmup_cosine",
 ]

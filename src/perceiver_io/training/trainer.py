@@ -49,7 +49,7 @@ from perceiver_io.training.logging import MetricLogger
 from perceiver_io.training.optim import build_optimizer
 from perceiver_io.training.schedule import build_scheduler
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "default_run_dir"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "default_run_dir"]
 
 
 @dataclass
@@ -383,17 +383,3 @@ class Trainer:
                 for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
                     old.unlink(missing_ok=True)
         barrier()
-
-
-def train(task_name: str, config: Config, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Build the task ``task_name`` with ``config`` and train it; returns the :class:`TrainResult`."""
-    from perceiver_io.tasks import get_task_class
-
-    cls = get_task_class(task_name)
-    printer = log
-    if printer is None and int(os.environ.get("RANK", "0")) == 0:
-        from tqdm.auto import tqdm
-
-        printer = tqdm.write
-    task = cls(config, log=printer or (lambda _m: None))
-    return Trainer(task, log=log).fit()
