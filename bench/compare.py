@@ -5,7 +5,8 @@ Configurations (``--only`` picks a subset by letter or name):
 * ``a`` / ``language``: ``deepmind/language-perceiver`` (2048 bytes, 256 × 1280 latents, 26 layers), ``--batch`` sizes;
 * ``b`` / ``imagenet``: ``deepmind/vision-perceiver-fourier`` at 224 × 224 (50,176 pixels, 8 × 6 shared layers);
 * ``c`` / ``flow``: ``deepmind/optical-flow-perceiver`` at 368 × 496 (182,528 pixels in and out), inference
-  (ours decodes in chunks of ``--flow-chunk-size`` queries; transformers and perceiver-pytorch in one piece);
+  (ours decodes with ``chunk_size=--flow-chunk-size``, default ``auto``: the library's default call;
+  transformers and perceiver-pytorch in one piece);
 * ``d`` / ``multimodal``: ``deepmind/multimodal-perceiver`` reconstructing all 804,737 output points
   (802,816 video pixels, 1,920 audio patches, 1 label). Ours encodes once and decodes in chunks;
   ``transformers`` runs its documented loop over ``subsampled_output_points`` chunks, which re-runs the
@@ -298,7 +299,7 @@ class Flow(Spec):
         if impl == "hf":
             return lambda: model(inputs=x).logits
         if impl == "ours":
-            return lambda: model(x, chunk_size=self.args.flow_chunk_size or None).flow
+            return lambda: model(x, chunk_size=self.args.flow_chunk_size or None).flow  # "auto": model(x)
         args, kw = self.lucid_args(x, ours)
         return lambda: model(*args, **kw)
 
@@ -752,7 +753,12 @@ def main() -> None:
     p.add_argument("--mm-chunks", type=int, default=128, help="transformers' multimodal loop: number of chunks")
     p.add_argument("--mm-measure-chunks", type=int, default=4, help="time this many of transformers' chunks")
     p.add_argument("--mm-chunk-size", type=int, default=16384, help="our multimodal decoder chunk size")
-    p.add_argument("--flow-chunk-size", type=int, default=16384, help="our flow decoder chunk size (0: unchunked)")
+    p.add_argument(
+        "--flow-chunk-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="our flow decoder chunk size: auto (the default call), N, or 0 (one piece)",
+    )
     p.add_argument("--generic-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[2**13, 2**15, 2**17])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="tiny sizes, no warm-up (smoke test)")
@@ -764,7 +770,8 @@ def main() -> None:
     if args.quick:
         args.mm_chunks = min(args.mm_chunks, 4)
         args.mm_chunk_size = min(args.mm_chunk_size, 100)
-        args.flow_chunk_size = min(args.flow_chunk_size, 100)
+        if args.flow_chunk_size != "auto":
+            args.flow_chunk_size = min(args.flow_chunk_size, 100)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker), args)))
         return

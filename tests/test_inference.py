@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import perceiver_io
+from conftest import TINY_ENCODER  # noqa: E402
 from perceiver_io.cli import app
 from perceiver_io.inference import (
     autoencode,
@@ -27,21 +28,13 @@ from perceiver_io.visualize import flow_to_rgb, save_flow_png, save_image_grid
 
 Image = pytest.importorskip("PIL.Image")
 
-TINY_ENCODER = {
-    "num_latents": 8,
-    "num_latent_channels": 32,
-    "num_blocks": 1,
-    "num_self_attends_per_block": 1,
-    "num_self_attention_heads": 4,
-}
-
 
 def tiny_mlm():
     torch.manual_seed(0)
     return perceiver_io.create_model(
         "language-perceiver",
         text={"max_seq_len": 48, "num_channels": 16},
-        encoder={**TINY_ENCODER, "cross_attention_qk_channels": 8, "self_attention_qk_channels": 8},
+        encoder=TINY_ENCODER.replace(cross_attention_qk_channels=8, self_attention_qk_channels=8),
         decoder={"num_query_channels": 16, "num_heads": 2, "num_qk_channels": 16, "num_v_channels": 16},
     ).eval()
 

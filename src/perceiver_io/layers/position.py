@@ -88,8 +88,13 @@ class FourierPositionEncoding(nn.Module):
 
     ``forward(batch_size)`` returns the full grid ``(B, prod(index_dims), C)``;
     ``forward(batch_size, indices=idx)`` the points at flat indices ``idx (P,)``.
-    Full-grid features are computed on the requested device and cached per (shape, device, dtype).
+    Full-grid features are computed on the requested device and cached per (shape, device, dtype)
+    when they hold at most ``CACHE_LIMIT`` values (2^24, 64 MiB in fp32: ImageNet's 224² grid and the
+    Kinetics video grid are cached); larger grids (a 368×496 flow frame: 47M values) are recomputed
+    per call, which costs a few tens of ms where keeping them would hold their memory for good.
     """
+
+    CACHE_LIMIT = 2**24
 
     def __init__(
         self,
@@ -120,9 +125,12 @@ class FourierPositionEncoding(nn.Module):
         if torch.compiler.is_compiling():
             return self.features(grid_positions(index_dims, device, dtype))
         key = (index_dims, str(device), dtype)
-        if key not in self._cache:
-            self._cache[key] = self.features(grid_positions(index_dims, device, dtype))
-        return self._cache[key]
+        if key in self._cache:
+            return self._cache[key]
+        features = self.features(grid_positions(index_dims, device, dtype))
+        if features.numel() <= self.CACHE_LIMIT:
+            self._cache[key] = features
+        return features
 
     def forward(self, batch_size: int, indices: Tensor | None = None, device=None, dtype=torch.float32) -> Tensor:
         if indices is None:

@@ -1,13 +1,13 @@
-"""Bytes tokenizer, text/image adapters, the masked LM, classifiers and the original Perceiver."""
+"""Adapters (input side and modality heads): bytes tokenizer, text, images/video/flow, audio, label, multimodal."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import perceiver_io
 from perceiver_io.adapters import (
     BytesTokenizer,
     ImageAdapterConfig,
@@ -15,33 +15,14 @@ from perceiver_io.adapters import (
     TextAdapterConfig,
     TextInputAdapter,
 )
+from perceiver_io.adapters.audio import AudioHead, AudioInputAdapter
+from perceiver_io.adapters.flow import flow_image_config
 from perceiver_io.adapters.image import ConvDownsample
+from perceiver_io.adapters.label import LabelInputAdapter
+from perceiver_io.adapters.multimodal import MultimodalInputAdapter, split_modalities
+from perceiver_io.adapters.video import VideoHead, video_image_config
 from perceiver_io.config import ConfigError
-from perceiver_io.decoder import DecoderConfig
-from perceiver_io.encoder import EncoderConfig
-from perceiver_io.layers.spatial import same_padding, space_to_depth
-from perceiver_io.models import (
-    ImageClassifier,
-    ImageClassifierConfig,
-    MaskedLanguageModel,
-    MaskedLanguageModelConfig,
-    Perceiver,
-    PerceiverConfig,
-    TextClassifier,
-    TextClassifierConfig,
-)
-
-TINY_ENCODER = EncoderConfig(
-    num_latents=8,
-    num_latent_channels=32,
-    num_blocks=2,
-    num_self_attends_per_block=2,
-    num_cross_attention_heads=1,
-    num_self_attention_heads=4,
-)
-
-# --------------------------------------------------------------------------------------------
-# tokenizer
+from perceiver_io.layers.spatial import patches_for_flow, same_padding, space_to_depth
 
 
 @settings(max_examples=200, deadline=None)
@@ -79,10 +60,6 @@ def test_tokenizer_batch():
     assert ids.shape == (1, 4)
     ids, _ = tok("a", max_length=8, pad_to_max_length=True)
     assert ids.shape == (1, 8)
-
-
-# --------------------------------------------------------------------------------------------
-# adapters
 
 
 def test_text_adapter_shapes_and_errors():
@@ -213,171 +190,78 @@ def test_image_adapter_errors():
         ImageAdapterConfig(image_shape=(9, 8), prep_type="patches", spatial_downsample=2)
 
 
-# --------------------------------------------------------------------------------------------
-# models
+def test_patches_for_flow_order_and_zero_padding():
+    frames = torch.randn(2, 2, 3, 5, 6)
+    p = patches_for_flow(frames)
+    assert p.shape == (2, 2, 27, 5, 6)
+    padded = F.pad(frames, (1, 1, 1, 1))
+    for kh in range(3):
+        for kw in range(3):
+            for c in range(3):
+                torch.testing.assert_close(p[:, :, (kh * 3 + kw) * 3 + c], padded[:, :, c, kh : kh + 5, kw : kw + 6])
+    assert torch.all(p[:, :, 0, 0, :] == 0)  # top-left neighbour of the first row is padding
 
 
-def _tiny_mlm() -> MaskedLanguageModel:
-    torch.manual_seed(0)
-    return MaskedLanguageModel(
-        MaskedLanguageModelConfig(
-            text=TextAdapterConfig(max_seq_len=32, num_channels=16),
-            encoder=TINY_ENCODER.replace(
-                num_cross_attention_heads=2, cross_attention_qk_channels=8, self_attention_qk_channels=8
-            ),
-            decoder=DecoderConfig(num_query_channels=16, num_heads=8, num_qk_channels=16, num_v_channels=16),
-        )
-    ).eval()
+def test_space_to_depth_layout():
+    x = torch.arange(2 * 4 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 4, 3, 4, 6)
+    y = space_to_depth(x, temporal_block_size=2, spatial_block_size=2)
+    assert y.shape == (2, 2, 2, 3, 2 * 2 * 2 * 3)
+    # block (t=1, h=0, w=2): value (dt=1, dh=1, dw=0, c=2)
+    assert y[0, 1, 0, 2, ((1 * 2 + 1) * 2 + 0) * 3 + 2] == x[0, 3, 2, 1, 4]
+    with pytest.raises(ValueError, match="divisible"):
+        space_to_depth(torch.zeros(1, 3, 3, 5, 5), 2, 2)
 
 
-def test_masked_lm_shapes_stages_and_chunks():
-    model = _tiny_mlm()
-    ids = torch.randint(0, 262, (2, 20))
-    mask = torch.ones(2, 20, dtype=torch.bool)
-    mask[1, 15:] = False
-    with torch.no_grad():
-        out = model(ids, mask)
-        assert out.logits.shape == (2, 20, 262) and out.latents.shape == (2, 8, 32)
-        latents = model.encode(ids, mask)
-        adapted = model.adapt(ids)
-        assert torch.allclose(model.decode(latents, inputs=adapted).logits, out.logits, atol=1e-6)
-        assert torch.allclose(model.decode(latents, inputs=adapted, chunk_size=7).logits, out.logits, atol=1e-5)
-        assert model.decode(latents).logits.shape == (2, 32, 262)  # without inputs: every position
-        idx = torch.tensor([3, 17])
-        assert torch.allclose(model.decode(latents, query_indices=idx).logits, out.logits[:, idx], atol=1e-5)
-    # tied decoder: logits = hidden · Eᵀ + b
-    assert model.head.bias.shape == (262,)
-    assert sum(p is model.input_adapter.token_embedding.weight for p in model.parameters()) == 1
-    with pytest.raises(ValueError, match="input_mask"):
-        model(ids, torch.ones(2, 19, dtype=torch.bool))
-    filled = model.fill_mask("ab[MASK]d")
-    assert len(filled.encode("utf-8", errors="replace")) >= 1 and filled.startswith("ab") and filled.endswith("d")
+def test_flow_input_adapter_width_and_errors():
+    adapter = ImageInputAdapter(flow_image_config((6, 8)))
+    assert adapter.num_channels == 322
+    frames = torch.randn(1, 2, 3, 6, 8)
+    out = adapter(frames)
+    assert out.inputs.shape == (1, 48, 322) and out.index_shape == (6, 8)
+    torch.testing.assert_close(adapter(patches_for_flow(frames)).inputs, out.inputs)  # patches accepted as input
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 2, 3 or 27, H, W\)"):
+        adapter(torch.randn(1, 3, 3, 6, 8))
 
 
-def test_masked_lm_config_validation():
-    with pytest.raises(ConfigError, match="num_query_channels"):
-        MaskedLanguageModelConfig(
-            text=TextAdapterConfig(num_channels=64), decoder=DecoderConfig(num_query_channels=768)
-        )
-    assert MaskedLanguageModelConfig(text=TextAdapterConfig(num_channels=64))  # the query width is derived
-    with pytest.raises(ConfigError, match="num_output_channels"):
-        MaskedLanguageModelConfig(decoder=DecoderConfig(num_query_channels=768, num_output_channels=10))
+def test_audio_video_label_adapters():
+    audio = AudioInputAdapter(64, 4, 8)
+    assert audio.num_channels == 4 + 17
+    for a in (torch.randn(2, 64), torch.randn(2, 1, 64), torch.randn(2, 64, 1)):
+        assert audio(a).inputs.shape == (2, 16, 21)
+    with pytest.raises(ValueError, match="divisible by samples_per_patch"):
+        audio(torch.randn(2, 63))
+    with pytest.raises(ValueError, match="must have 64 samples"):
+        audio(torch.randn(2, 68))
+    head = AudioHead(16, 8, (64,), 12, 4)
+    assert head.arrange(head.projection(torch.randn(2, 16, 12))).shape == (2, 64)
+    video = ImageInputAdapter(video_image_config((2, 8, 8), 3, 4, 1, 4))
+    assert video(torch.randn(2, 2, 3, 8, 8)).inputs.shape == (2, 2 * 2 * 2, 48 + 27)
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 2, 3, H, W\)"):
+        video(torch.randn(2, 3, 3, 8, 8))  # wrong number of frames
+    out = VideoHead((2, 8, 8), 4, (2, 8, 8), 12)
+    assert out.arrange(out.projection(torch.randn(2, 128, 12))).shape == (2, 2, 3, 8, 8)
+    assert out.arrange(torch.randn(2, 5, 3), subsampled=True).shape == (2, 5, 3)
+    label = LabelInputAdapter(5)
+    torch.testing.assert_close(label(torch.tensor([1, 3])).inputs, F.one_hot(torch.tensor([1, 3]), 5).float()[:, None])
+    with pytest.raises(ValueError, match=r"\(B, 5\)"):
+        label(torch.zeros(2, 4))
 
 
-def test_image_classifier_and_save_load(tmp_path):
-    torch.manual_seed(0)
-    config = ImageClassifierConfig(
-        image=ImageAdapterConfig(image_shape=(16, 16), prep_type="conv", spatial_downsample=4, num_bands=4),
-        encoder=TINY_ENCODER,
-        decoder=DecoderConfig(num_query_channels=32),
-        num_classes=7,
-    )
-    assert ImageClassifierConfig.from_json(config.to_json()) == config
-    model = ImageClassifier(config).eval()
-    images = torch.randn(3, 3, 16, 16)
-    with torch.no_grad():
-        out = model(images)
-    assert out.logits.shape == (3, 7) and out.latents.shape == (3, 8, 32)
-    model.save_pretrained(tmp_path)
-    loaded = perceiver_io.from_pretrained(tmp_path)
-    assert isinstance(loaded, ImageClassifier) and loaded.config == config
-    with torch.no_grad():
-        assert torch.equal(loaded(images).logits, out.logits)
-    with pytest.raises(ConfigError, match="num_classes"):
-        config.replace(decoder={"num_output_channels": 3})
-
-
-def test_text_classifier():
-    model = TextClassifier(
-        TextClassifierConfig(
-            text=TextAdapterConfig(max_seq_len=16, num_channels=12),
-            encoder=TINY_ENCODER,
-            decoder=DecoderConfig(num_query_channels=32),
-            num_classes=3,
-        )
-    ).eval()
-    ids, mask = BytesTokenizer()(["hi", "hello"])
-    with torch.no_grad():
-        assert model(ids, mask).logits.shape == (2, 3)
-
-
-def test_original_perceiver():
-    config = PerceiverConfig(
-        image=ImageAdapterConfig(image_shape=(8, 8), num_bands=4),
-        encoder=TINY_ENCODER.replace(cross_attend_every_block=True),
-        num_classes=5,
-    )
-    assert PerceiverConfig.from_json(config.to_json()) == config
-    model = Perceiver(config).eval()
-    assert model.encoder.cross_attention_shared is not None
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 8, 8))
-    assert out.logits.shape == (2, 5)
-    assert torch.count_nonzero(out.logits) == 0  # zero-initialised head
-    raw = Perceiver(PerceiverConfig(image=None, num_input_channels=6, encoder=TINY_ENCODER, num_classes=2))
-    assert raw(torch.randn(2, 10, 6)).logits.shape == (2, 2)
-    with pytest.raises(ConfigError, match="num_input_channels"):
-        PerceiverConfig(image=None)
-
-
-# --------------------------------------------------------------------------------------------
-# presets and parameter counts
-
-# (preset, transformers class, transformers config, paper's count in millions (PIO Table 1 / Table 7))
-PUBLISHED = {
-    "language-perceiver": ("PerceiverForMaskedLM", dict(qk_channels=256, v_channels=1280), 201.0),
-    "vision-perceiver-fourier": ("PerceiverForImageClassificationFourier", dict(d_model=261), 48.4),
-    "vision-perceiver-learned": ("PerceiverForImageClassificationLearned", dict(d_model=512), 62.3),
-    "vision-perceiver-conv": ("PerceiverForImageClassificationConvProcessing", dict(d_model=322), 48.6),
-}
-IMAGENET_HF = dict(
-    num_latents=512,
-    d_latents=1024,
-    num_blocks=8,
-    num_self_attends_per_block=6,
-    num_cross_attention_heads=1,
-    num_self_attention_heads=8,
-    num_labels=1000,
-    image_size=224,
-)
-# exact counts of the transformers models with the published configs
-EXPECTED_COUNTS = {
-    "language-perceiver": 201_108_230,
-    "vision-perceiver-fourier": 48_440_627,
-    "vision-perceiver-learned": 62_255_848,
-    "vision-perceiver-conv": 48_646_522,
-}
-
-
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_preset_parameter_counts(name):
-    assert name in perceiver_io.list_models()
-    config = perceiver_io.get_config(name)
-    assert type(config).from_json(config.to_json()) == config
-    with torch.device("meta"):
-        model = perceiver_io.create_model(name)
-    count = model.num_parameters()
-    assert count == EXPECTED_COUNTS[name]
-    paper = PUBLISHED[name][2]
-    assert abs(count / 1e6 - paper) / paper < 0.005  # the paper rounds to 0.1M (language: 201M)
-
-
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_preset_parameter_counts_equal_transformers(name):
-    transformers = pytest.importorskip("transformers")
-    cls_name, extra, _ = PUBLISHED[name]
-    hf_config = transformers.PerceiverConfig(**({} if name == "language-perceiver" else IMAGENET_HF), **extra)
-    with torch.device("meta"):
-        hf = getattr(transformers, cls_name)(hf_config)
-    assert hf.num_parameters() == EXPECTED_COUNTS[name]
-
-
-def test_create_model_overrides():
-    model = perceiver_io.create_model(
-        "vision-perceiver-fourier",
-        image={"image_shape": (8, 8), "num_bands": 4},
-        encoder={"num_latents": 4, "num_latent_channels": 16, "num_blocks": 1, "num_self_attends_per_block": 1},
-        decoder={"num_query_channels": 16},
-        num_classes=3,
-    )
-    assert model(torch.randn(1, 3, 8, 8)).logits.shape == (1, 3)
+def test_multimodal_input_adapter_padding_order_and_masking():
+    adapters = {"label": LabelInputAdapter(5), "audio": AudioInputAdapter(64, 4, 8)}
+    mm = MultimodalInputAdapter(adapters, min_padding_size=3, mask_probs={"label": 0.0})
+    assert mm.modalities == ["audio", "label"] and mm.num_channels == 21 + 3
+    inputs = {"audio": torch.randn(2, 64), "label": F.one_hot(torch.tensor([0, 4]), 5).float()}
+    adapted = mm(inputs)
+    x, sizes = adapted.inputs, adapted.sizes
+    assert x.shape == (2, 17, 24) and sizes == {"audio": 16, "label": 1}
+    parts = split_modalities(x, sizes)
+    torch.testing.assert_close(parts["label"][:, :, :5], inputs["label"][:, None])
+    torch.testing.assert_close(parts["label"][0, 0, 5:], mm.padding["label"][0])
+    masked = mm(inputs, mask_probs={"label": 1.0}).inputs
+    torch.testing.assert_close(split_modalities(masked, sizes)["label"][:, 0], mm.mask["label"].expand(2, -1))
+    torch.testing.assert_close(split_modalities(masked, sizes)["audio"], parts["audio"])
+    with pytest.raises(ValueError, match=r"missing \['label'\]"):
+        mm({"audio": inputs["audio"]})
+    with pytest.raises(ValueError, match="no mask token"):
+        mm(inputs, mask_probs={"audio": 0.5})
