@@ -362,10 +362,3 @@ def test_cli_autoencode(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((3, 8, 8, 3), np.uint8))
     assert_user_error(runner.invoke(app, [*base, "--video", str(tmp_path / "bad.npy"), "--out", str(out)]))
     assert_user_error(runner.invoke(app, [*base, "--out", str(out)]))
-
-
-def test_cli_demo_and_models_still_work():
-    result = runner.invoke(app, ["models"])
-    assert result.exit_code == 0 and "optical-flow-perceiver" in result.output
-    result = runner.invoke(app, ["predict", "--help"])
-    assert result.exit_code == 0 and "fill-mask" in result.output and "autoencode" in result.output

@@ -309,7 +309,7 @@ def test_bad_config_errors():
         apply_overrides(cfg, {"train.max_steps": "abc"})
     with pytest.raises(ConfigError, match=r"'train\.optimizer'"):
         apply_overrides(cfg, {"train.optimizer": 3})
-    with pytest.raises(ConfigError, match="optimizer must be one of"):
+    with pytest.raises(ConfigError, match="'train.optimizer' expects one of 'adamw', 'lamb', got 'sgd'"):
         apply_overrides(cfg, {"train.optimizer": "sgd"})
     with pytest.raises(ConfigError, match="unknown task"):
         build_config("nope")

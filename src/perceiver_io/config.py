@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from typing import Any, TypeVar
@@ -24,7 +25,20 @@ class Config:
     """
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.validate()
+
+    def _check_types(self) -> None:
+        """Fields typed ``Literal[...]`` must hold one of the choices and ``bool`` fields a bool
+        (so a string ``"no"`` is not taken as true); the message names the field."""
+        for name, (choices, is_bool, optional) in _checked_fields(type(self)).items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{type(self).__name__}.{name} must be one of {choices}, got {value!r}")
+            if is_bool and not isinstance(value, bool):
+                raise ConfigError(f"{type(self).__name__}.{name} must be true or false, got {value!r}")
 
     def validate(self) -> None:  # overridden
         pass
@@ -94,6 +108,24 @@ class Config:
                 value = current[name].replace(**value)
             current[name] = value
         return type(self)(**current)
+
+
+@functools.cache
+def _checked_fields(cls: type) -> dict[str, tuple[tuple | None, bool, bool]]:
+    """Per field of a config class: (Literal choices or None, is a bool, may be None)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        inner = [a for a in args if a is not type(None)] if optional else [hint]
+        if len(inner) != 1:
+            continue
+        h = inner[0]
+        if typing.get_origin(h) is typing.Literal:
+            out[name] = (typing.get_args(h), False, optional)
+        elif h is bool:
+            out[name] = (None, True, optional)
+    return out
 
 
 def _config_type(hint: Any) -> type[Config] | None:

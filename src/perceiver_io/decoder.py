@@ -57,22 +57,19 @@ class DecoderConfig(Config):
     num_heads: int = 1
     num_qk_channels: int | None = None
     num_v_channels: int | None = None
-    shape_for_attention: str = "kv"
+    shape_for_attention: Literal["kv", "q"] = "kv"
     widening_factor: int = 1
     use_query_residual: bool = False
     activation: Activation = "gelu_tanh"
     dropout: float = 0.0
     attention_dropout: float = 0.0
-    output_init: str = "variance_scaling"
+    output_init: Literal["variance_scaling", "zeros"] = "variance_scaling"
 
     def validate(self) -> None:
         self._positive("num_heads", "widening_factor")
         self._positive(
             "num_query_channels", "num_output_channels", "num_qk_channels", "num_v_channels", allow_none=True
         )
-        self._one_of("shape_for_attention", ("kv", "q"))
-        self._one_of("activation", ("gelu", "gelu_tanh", "relu", "squared_relu"))
-        self._one_of("output_init", ("variance_scaling", "zeros"))
         self._probability("dropout", "attention_dropout")
         self._divisible("num_qk_channels", self.num_qk_channels, "num_heads")
         self._divisible("num_v_channels", self.num_v_channels, "num_heads")
@@ -103,7 +100,7 @@ class PerceiverDecoder(nn.Module):
             num_heads=c.num_heads,
             num_qk_channels=c.num_qk_channels,
             num_v_channels=c.num_v_channels,
-            shape_for_attention=c.shape_for_attention,  # type: ignore[arg-type]
+            shape_for_attention=c.shape_for_attention,
             widening_factor=c.widening_factor,
             use_query_residual=c.use_query_residual,
             activation=c.activation,

@@ -11,6 +11,7 @@ every block, as in the original Perceiver (first cross-attention unshared, the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,6 @@ from perceiver_io.validation import check_inputs
 
 __all__ = ["EncoderConfig", "PerceiverEncoder"]
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "squared_relu")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EncoderConfig(Config):
     cross_attention_v_channels: int | None = None
     self_attention_qk_channels: int | None = None
     self_attention_v_channels: int | None = None
-    cross_attention_shape_for_attention: str = "kv"
+    cross_attention_shape_for_attention: Literal["kv", "q"] = "kv"
     cross_attention_widening_factor: int = 1
     self_attention_widening_factor: int = 1
     use_query_residual: bool = True
@@ -69,8 +69,6 @@ class EncoderConfig(Config):
             "self_attention_v_channels",
             allow_none=True,
         )
-        self._one_of("cross_attention_shape_for_attention", ("kv", "q"))
-        self._one_of("activation", ACTIVATIONS)
         self._probability("dropout", "attention_dropout")
         self._divisible("cross_attention_qk_channels", self.cross_attention_qk_channels, "num_cross_attention_heads")
         self._divisible("cross_attention_v_channels", self.cross_attention_v_channels, "num_cross_attention_heads")

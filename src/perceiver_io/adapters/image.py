@@ -28,7 +28,9 @@ Faithfulness switches: DeepMind pads the conv and the max-pool "SAME" (TF rule: 
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,8 @@ from perceiver_io.validation import check_tensor
 
 __all__ = ["ImageAdapterConfig", "ImageInputAdapter", "ConvDownsample", "PREP_TYPES"]
 
-PREP_TYPES = ("pixels", "conv", "conv1x1", "patches")
+PrepType = Literal["pixels", "conv", "conv1x1", "patches"]
+PREP_TYPES: tuple[str, ...] = typing.get_args(PrepType)
 
 
 @dataclass
@@ -53,16 +56,16 @@ class ImageAdapterConfig(Config):
     image_shape: tuple[int, int] = (224, 224)
     num_image_channels: int = 3
     num_frames: int | None = None
-    prep_type: str = "pixels"
+    prep_type: PrepType = "pixels"
     pixel_patch_size: int | None = None
     spatial_downsample: int = 1
     temporal_downsample: int = 1
     out_channels: int = 64
     conv_after_patching: bool = False
     use_batchnorm: bool = True
-    conv_padding: str = "same"
-    pool_padding: str = "same"
-    position_encoding: str = "fourier"
+    conv_padding: Literal["same", "symmetric"] = "same"
+    pool_padding: Literal["same", "valid"] = "same"
+    position_encoding: Literal["fourier", "trainable"] = "fourier"
     num_bands: int = 64
     max_resolution: tuple[int, ...] | None = None
     concat_pos: bool = True
@@ -70,7 +73,7 @@ class ImageAdapterConfig(Config):
     num_position_channels: int = 256
     position_init_scale: float = 0.02
     project_pos_dim: int | None = None
-    concat_or_add_pos: str = "concat"
+    concat_or_add_pos: Literal["concat", "add"] = "concat"
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -87,11 +90,6 @@ class ImageAdapterConfig(Config):
                 f"with prep_type={self.prep_type!r}"
             )
         self._positive("num_position_channels")
-        self._one_of("prep_type", PREP_TYPES)
-        self._one_of("conv_padding", ("same", "symmetric"))
-        self._one_of("pool_padding", ("same", "valid"))
-        self._one_of("position_encoding", ("fourier", "trainable"))
-        self._one_of("concat_or_add_pos", ("concat", "add"))
         if self.prep_type == "conv":
             layers = math.log(self.spatial_downsample, 4)
             if self.spatial_downsample < 4 or layers != round(layers):
@@ -186,8 +184,8 @@ class ConvDownsample(nn.Module):
         in_channels: int,
         out_channels: int,
         use_batchnorm: bool = True,
-        conv_padding: str = "same",
-        pool_padding: str = "same",
+        conv_padding: Literal["same", "symmetric"] = "same",
+        pool_padding: Literal["same", "valid"] = "same",
     ) -> None:
         super().__init__()
         self.conv_padding = conv_padding

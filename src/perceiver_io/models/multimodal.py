@@ -13,6 +13,7 @@ with the encoder run **once** and the queries decoded ``chunk_size`` at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -82,7 +83,7 @@ class MultimodalAutoencoderConfig(Config):
     input_min_padding_size: int = 4
     query_min_padding_size: int = 2
     mask_probs: dict[str, float] = field(default_factory=_default_mask_probs)
-    full_query_positions: str = "grid"
+    full_query_positions: Literal["grid", "index"] = "grid"
     init_scale: float = 0.02
     encoder: EncoderConfig = field(default_factory=_mm_encoder)
     decoder: DecoderConfig = field(default_factory=_mm_decoder)
@@ -142,7 +143,6 @@ class MultimodalAutoencoderConfig(Config):
                 raise ConfigError(f"MultimodalAutoencoderConfig.mask_probs: unknown modality {m!r}; known {MODALITIES}")
             if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ConfigError(f"MultimodalAutoencoderConfig.mask_probs[{m!r}] must be in [0, 1], got {p!r}")
-        self._one_of("full_query_positions", ("grid", "index"))
         width = max(self.query_channels().values()) + self.query_min_padding_size
         if self.decoder.num_query_channels not in (None, width):
             raise ConfigError(

@@ -4,6 +4,7 @@ or caller-given output queries (:class:`QueryConfig`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from perceiver_io.adapters.base import IdentityInputAdapter
 from perceiver_io.config import Config, ConfigError
@@ -27,7 +28,7 @@ class QueryConfig(Config):
     caller passes ``queries=`` to ``forward``/``decode``).
     """
 
-    kind: str = "learned"
+    kind: Literal["learned", "fourier", "inputs", "given"] = "learned"
     num_queries: int = 1
     index_dims: tuple[int, ...] | None = None
     num_bands: int = 64
@@ -37,7 +38,6 @@ class QueryConfig(Config):
     init_scale: float = 0.02
 
     def validate(self) -> None:
-        self._one_of("kind", ("learned", "fourier", "inputs", "given"))
         self._positive("num_queries", "num_bands")
         if self.kind == "fourier" and not self.index_dims:
             raise ConfigError("QueryConfig.index_dims must be given when kind='fourier'")

@@ -50,12 +50,21 @@ def _import_tasks() -> None:
     from perceiver_io.tasks import image_classification, mlm, text_classification  # noqa: F401
 
 
-def build_config(name: str, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """The task's default config, then the YAML file's values, then the dotted ``overrides``."""
+def build_config(
+    name: str,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """The one way a task's config is assembled (train, resume, evaluate, tests): the task's
+    defaults, then ``base`` (a saved run's flattened config, when resuming or evaluating), then the
+    YAML file's values, then the dotted ``overrides``; finally the task's ``finalize_config``."""
     from perceiver_io.training.overrides import apply_overrides, load_yaml
 
     cls = get_task_class(name)
     cfg = cls.config_class()
+    if base:
+        cfg = apply_overrides(cfg, base)
     if config_file is not None:
         cfg = apply_overrides(cfg, load_yaml(config_file))
     if overrides:

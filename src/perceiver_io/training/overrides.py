@@ -89,6 +89,8 @@ def config_keys(cfg: Config, prefix: str = "") -> list[str]:
 def _type_name(hint: Any) -> str:
     if isinstance(hint, type):
         return hint.__name__
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     return str(hint).replace("typing.", "")
 
 

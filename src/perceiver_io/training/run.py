@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from perceiver_io.config import Config, ConfigError
-from perceiver_io.tasks.base import get_task_class
+from perceiver_io.config import ConfigError
+from perceiver_io.tasks.base import build_config, get_task_class
 from perceiver_io.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from perceiver_io.training.overrides import apply_overrides, flatten, load_yaml, parse_overrides
+from perceiver_io.training.overrides import flatten, parse_overrides
 from perceiver_io.training.trainer import Trainer, TrainResult
 
 __all__ = ["load_run_config", "run_train", "run_evaluate"]
@@ -60,12 +60,7 @@ def run_train(
         _, saved = load_run_config(run_dir, task_name)
         base = flatten(saved)
         parsed = {"train.run_dir": str(run_dir), "train.resume": True, **parsed}
-    cfg: Config = cls.config_class()
-    if base:
-        cfg = apply_overrides(cfg, base)
-    if config_file is not None:
-        cfg = apply_overrides(cfg, load_yaml(config_file))
-    cfg = cls.finalize_config(apply_overrides(cfg, parsed))
+    cfg = build_config(task_name, config_file, parsed, base=base)
     task = cls(cfg, log=echo)
     t0 = time.perf_counter()
     result = Trainer(task, log=echo).fit()
@@ -107,8 +102,7 @@ def run_evaluate(
     """Evaluate a run's final model (``RUN_DIR/model``) or a training checkpoint on ``split``."""
     cls = get_task_class(task_name)
     _, saved = load_run_config(run, task_name)
-    cfg = apply_overrides(cls.config_class(), flatten(saved))
-    cfg = cls.finalize_config(apply_overrides(cfg, parse_overrides(overrides or [])))
+    cfg = build_config(task_name, None, parse_overrides(overrides or []), base=flatten(saved))
     task = cls(cfg, log=echo)
     task.setup()
     model = task.build_model()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ class TrainConfig(Config):
     max_steps: int = 1000
     batch_size: int = 64
     grad_accum_steps: int = 1
-    optimizer: str = "adamw"
+    optimizer: Literal["adamw", "lamb"] = "adamw"
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -68,7 +68,7 @@ class TrainConfig(Config):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     grad_clip: float = 1.0
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     activation_checkpointing: bool = False
     device: str = "auto"
@@ -91,8 +91,6 @@ class TrainConfig(Config):
     def validate(self) -> None:
         self._positive("max_steps", "batch_size", "grad_accum_steps", "log_every", "checkpoint_every")
         self._positive("num_threads", "eval_batches", "stop_after_steps", allow_none=True)
-        self._one_of("optimizer", ("adamw", "lamb"))
-        self._one_of("precision", ("fp32", "bf16", "fp16"))
         for name in ("lr", "weight_decay", "eps", "grad_clip", "min_lr_ratio"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:

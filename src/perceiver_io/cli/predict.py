@@ -1,97 +1,22 @@
-"""The ``perceiver-io`` command line."""
+"""``perceiver-io predict fill-mask|classify|flow|autoencode``: run a saved model on your data."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from perceiver_io.data.cli import data_app
-
-app = typer.Typer(help="Perceiver IO: build, train, evaluate and benchmark Perceiver models.", no_args_is_help=True)
-
-
-@app.command()
-def demo(
-    model: str = typer.Option("perceiver-io-tiny", help="registered preset to build (see `perceiver-io models`)"),
-    batch_size: int = typer.Option(1, min=1, help="batch size B"),
-    steps: int = typer.Option(1, min=1, help="forward + backward passes to time"),
-) -> None:
-    """Build a preset, run forward and backward on its example inputs, print shapes, parameters and time."""
-    import torch
-
-    import perceiver_io
-
-    with _user_errors():
-        torch.manual_seed(0)
-        net = perceiver_io.create_model(model)
-        kwargs = net.example_inputs(batch_size)
-    typer.echo(f"model {model}: {type(net).__name__}, {net.num_parameters():,} parameters")
-    for name, value in kwargs.items():
-        typer.echo(f"{name}: {_describe(value)}")
-    times = []
-    for _ in range(steps):
-        net.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        out = net(**kwargs)
-        fields = {k: v for k, v in vars(out).items() if isinstance(v, torch.Tensor)}
-        sum(v.float().square().mean() for v in fields.values()).backward()
-        times.append(time.perf_counter() - t0)
-    for name, value in fields.items():
-        typer.echo(f"output {name}: {_describe(value)}")
-    params = list(net.parameters())
-    typer.echo(f"gradients on {sum(p.grad is not None for p in params)}/{len(params)} parameter tensors")
-    typer.echo(f"forward+backward: {min(times) * 1e3:.1f} ms (best of {steps}, {torch.get_num_threads()} threads)")
-
-
-def _describe(value) -> str:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
-@app.command("models")
-def models_() -> None:
-    """List the registered model presets."""
-    import perceiver_io
-
-    for name in perceiver_io.list_models():
-        typer.echo(name)
-
-
-# --------------------------------------------------------------------------------------------
-# predict
+from perceiver_io.cli.common import user_errors
 
 predict_app = typer.Typer(
     help="Run a saved model (our format or a downloaded transformers checkpoint directory) on your data.",
     no_args_is_help=True,
 )
-app.add_typer(predict_app, name="predict")
-app.add_typer(data_app, name="data")
 
 _MODEL_HELP = "model directory: ours (save_pretrained) or a transformers Perceiver checkpoint (config.json + weights)"
 _DEVICE_HELP = "torch device to run on, e.g. cpu or cuda"
-
-
-@contextlib.contextmanager
-def _user_errors():
-    """Report the library's errors on user input as one line on stderr and exit with status 1."""
-    try:
-        yield
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    except (ValueError, TypeError, KeyError, ImportError, OSError, RuntimeError) as e:
-        typer.echo(f"error: {e}".splitlines()[0], err=True)
-        raise typer.Exit(1) from None
 
 
 def _load_model(directory: Path, device: str):
@@ -136,7 +61,7 @@ def predict_fill_mask(
     """Fill each [MASK] (one UTF-8 byte each) with the masked language model; show the top-k bytes."""
     from perceiver_io.inference import fill_mask
 
-    with _user_errors():
+    with user_errors():
         net = _load_model(model, device)
         result = fill_mask(net, text, top_k=top_k)
     typer.echo(result.text)
@@ -162,7 +87,7 @@ def predict_classify(
     """Classify images (ImageNet preprocessing: center crop 224/256, bicubic resize, mean/std)."""
     from perceiver_io.inference import classify_image
 
-    with _user_errors():
+    with user_errors():
         names = _read_labels(labels, model)
         net = _load_model(model, device)
         for path in images:
@@ -196,7 +121,7 @@ def predict_flow(
     from perceiver_io.inference import estimate_flow
     from perceiver_io.visualize import save_flow_png
 
-    with _user_errors():
+    with user_errors():
         net = _load_model(model, device)
         flow = estimate_flow(
             net,
@@ -262,7 +187,7 @@ def predict_autoencode(
     from perceiver_io.inference import autoencode
     from perceiver_io.visualize import save_audio_plot, save_reconstruction_png
 
-    with _user_errors():
+    with user_errors():
         if video is None and audio is None:
             raise ValueError("give --video and/or --audio")
         net = _load_model(model, device)
@@ -302,88 +227,3 @@ def predict_autoencode(
         typer.echo(f"{name} PSNR: {value:.2f} dB")
     typer.echo("top classes: " + ", ".join(f"{int(i)} ({float(p):.3f})" for p, i in zip(probs, idx, strict=True)))
     typer.echo(f"wrote {out}/video.npy, audio.npy, frames.png, metrics.json")
-
-
-# --------------------------------------------------------------------------------------------
-# train / evaluate
-
-
-@contextlib.contextmanager
-def _train_errors():
-    """Config, data and checkpoint problems -> one line on stderr, exit status 2 (config) or 1."""
-    from perceiver_io.config import ConfigError
-    from perceiver_io.tasks.base import DataUnavailable
-    from perceiver_io.training.checkpoint import CheckpointError
-
-    try:
-        yield
-    except ConfigError as e:
-        typer.echo(f"error: {e}".splitlines()[0], err=True)
-        raise typer.Exit(2) from None
-    except (CheckpointError, DataUnavailable, FileNotFoundError, NotADirectoryError) as e:
-        typer.echo(f"error: {e}".splitlines()[0], err=True)
-        raise typer.Exit(1) from None
-    except Exception as e:
-        from perceiver_io.data import DataError
-
-        if isinstance(e, DataError):
-            typer.echo(f"error: {e}".splitlines()[0], err=True)
-            raise typer.Exit(1) from None
-        raise
-
-
-_TASK_HELP = "task: mlm, image-classification or text-classification"
-
-
-@app.command()
-def train(
-    task: Annotated[str, typer.Argument(help=_TASK_HELP)],
-    overrides: Annotated[
-        list[str] | None,
-        typer.Argument(help="dotted key=value overrides, e.g. train.max_steps=200 model.encoder.num_latents=64"),
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML file of config values (see configs/)")] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option("--resume", help="run directory (continue from its latest checkpoint) or a checkpoint file"),
-    ] = None,
-) -> None:
-    """Train TASK (defaults < --config YAML < key=value); runs go to runs/<task>-<timestamp>.
-
-    A run directory given as train.run_dir=DIR resumes automatically from its latest checkpoint.
-    Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU).
-    """
-    from perceiver_io.training.run import run_train
-
-    with _train_errors():
-        run_train(task, overrides, str(config) if config else None, str(resume) if resume else None, echo=typer.echo)
-
-
-@app.command()
-def evaluate(
-    task: Annotated[str, typer.Argument(help=_TASK_HELP)],
-    run: Annotated[Path, typer.Option("--run", help="run directory written by `perceiver-io train`")],
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="training checkpoint to evaluate instead of RUN/model")
-    ] = None,
-    split: str = typer.Option("test", help="valid or test"),
-    overrides: Annotated[
-        list[str] | None, typer.Argument(help="key=value overrides (e.g. data.eval_windows=64)")
-    ] = None,
-) -> None:
-    """Evaluate a trained run (its final model, or a checkpoint) on held-out data."""
-    from perceiver_io.training.run import run_evaluate
-
-    if split not in ("valid", "test"):
-        typer.echo(f"error: --split must be valid or test, got {split!r}", err=True)
-        raise typer.Exit(2)
-    with _train_errors():
-        run_evaluate(task, str(run), str(checkpoint) if checkpoint else None, split, overrides, echo=typer.echo)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

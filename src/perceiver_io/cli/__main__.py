@@ -1,0 +1,3 @@
+from perceiver_io.cli import main
+
+main()
