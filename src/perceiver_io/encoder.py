@@ -25,7 +25,6 @@ from perceiver_io.validation import check_inputs
 __all__ = ["EncoderConfig", "PerceiverEncoder"]
 
 
-
 @dataclass
 class EncoderConfig(Config):
     """Encoder hyperparameters; defaults are the official ``PerceiverEncoder``'s (ImageNet)."""
