@@ -224,3 +224,12 @@ def test_load_errors_are_clear(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         perceiver_io.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("name", [n for n in perceiver_io.list_models() if perceiver_io.get_preset(n).info.hub_id])
+def test_published_presets_name_their_checkpoint_and_converter(name):
+    from perceiver_io.checkpoints.transformers import CONVERTERS
+
+    info = perceiver_io.get_preset(name).info
+    assert info.hub_id.startswith("deepmind/") and info.hf_architecture in CONVERTERS
+    assert perceiver_io.registry.preset_for_architecture(info.hf_architecture).name == name

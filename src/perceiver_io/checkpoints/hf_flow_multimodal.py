@@ -18,15 +18,13 @@ from torch import Tensor
 
 from perceiver_io.checkpoints.transformers import (
     encoder_config,
-    hf_activation,
-    hf_attention_dropout,
-    hf_get,
+    hf_decoder_options,
     load_mapped_state_dict,
     perceiver_key,
 )
-from perceiver_io.decoder import DecoderConfig
-from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
-from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
+from perceiver_io.models.flow import OpticalFlow
+from perceiver_io.models.multimodal import MultimodalAutoencoder
+from perceiver_io.registry import get_config
 
 __all__ = ["convert_optical_flow", "convert_multimodal"]
 
@@ -40,22 +38,12 @@ def convert_optical_flow(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> O
         raise KeyError("checkpoint is missing key 'perceiver.input_preprocessor.conv_after_patches.weight'")
     num_patch_channels = int(proj.shape[0])
     train_size = tuple(int(v) for v in hf.get("train_size", (368, 496)))
-    config = OpticalFlowConfig(
-        image_size=train_size,  # type: ignore[arg-type]
+    base = get_config("optical-flow-perceiver")
+    config = base.replace(
+        image_size=train_size,
         num_patch_channels=num_patch_channels,
-        num_frequency_bands=64,
-        rescale_factor=100.0,
         encoder=encoder_config(hf),
-        decoder=DecoderConfig(
-            num_query_channels=num_patch_channels + 2 * (2 * 64 + 1),
-            num_output_channels=2,
-            num_heads=1,
-            shape_for_attention=hf_get(hf, "cross_attention_shape_for_attention"),
-            use_query_residual=False,
-            activation=hf_activation(hf),  # type: ignore[arg-type]
-            attention_dropout=hf_attention_dropout(hf),
-            output_init="zeros",
-        ),
+        decoder=base.decoder.replace(**hf_decoder_options(hf)),
     )
     model = OpticalFlow(config)
     extra = {
@@ -88,33 +76,18 @@ def convert_multimodal(hf: dict[str, Any], state_dict: dict[str, Tensor]) -> Mul
         int(label_query.shape[1]) if label_query is not None else int(hf.get("_label_trainable_num_channels", 1024))
     )
     output_channels = int(hf.get("output_num_channels", 512))
-    base = MultimodalAutoencoderConfig(
-        video_shape=tuple(output_shape[1:]),  # type: ignore[arg-type]
-        num_image_channels=3,
-        image_patch_size=4,
-        image_temporal_patch_size=1,
-        image_num_bands=32,
+    preset = get_config("multimodal-perceiver")  # padding sizes 4/2, mask probabilities, bands and patches
+    base = preset.replace(
+        video_shape=tuple(output_shape[1:]),
         image_max_resolution=(num_frames, image_size, image_size),
         num_audio_samples=num_audio_samples,
         samples_per_patch=samples_per_patch,
-        audio_num_bands=192,
         audio_max_resolution=(num_audio_samples,),
         num_classes=_num_labels(hf, state_dict),
         label_query_channels=label_channels,
-        input_min_padding_size=4,
-        query_min_padding_size=2,
-        mask_probs={"image": 0.0, "audio": 0.0, "label": 1.0},
         full_query_positions="index",
         encoder=encoder_config(hf),
-        decoder=DecoderConfig(
-            num_query_channels=max(385, 195, label_channels) + 2,
-            num_output_channels=output_channels,
-            num_heads=1,
-            shape_for_attention=hf_get(hf, "cross_attention_shape_for_attention"),
-            use_query_residual=False,
-            activation=hf_activation(hf),  # type: ignore[arg-type]
-            attention_dropout=hf_attention_dropout(hf),
-        ),
+        decoder=preset.decoder.replace(num_output_channels=output_channels, **hf_decoder_options(hf)),
     )
     model = MultimodalAutoencoder(base)
     keys: dict[str, str] = {}

@@ -7,6 +7,8 @@ strictly: a missing key, an unexpected key or a shape mismatch raises an error n
 
 ``transformers`` writes only the config values that differ from ``PerceiverConfig``'s
 defaults, so missing fields take those defaults (``HF_DEFAULTS`` in :mod:`perceiver_io.checkpoints.transformers`).
+Each converter starts from the registered preset of its architecture and replaces only what the
+checkpoint's ``config.json`` (or its weights' shapes) determines.
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ from typing import Any
 
 from torch import Tensor
 
-from perceiver_io.adapters.image import ImageAdapterConfig
 from perceiver_io.adapters.text import TextAdapterConfig
 from perceiver_io.checkpoints.transformers import (
     encoder_config,
-    hf_activation,
-    hf_attention_dropout,
+    hf_decoder_options,
     hf_get,
     load_mapped_state_dict,
     perceiver_key,
 )
 from perceiver_io.decoder import DecoderConfig
-from perceiver_io.models.classifier import ImageClassifier, ImageClassifierConfig, TextClassifier, TextClassifierConfig
-from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
+from perceiver_io.models.classifier import ImageClassifier, TextClassifier, TextClassifierConfig
+from perceiver_io.models.mlm import MaskedLanguageModel
+from perceiver_io.registry import get_config
 
 __all__ = [
     "convert_masked_lm",
@@ -47,15 +48,7 @@ _TEXT_KEYS = {
 
 def _classification_decoder_config(hf_config: dict[str, Any]) -> DecoderConfig:
     """transformers' ``PerceiverClassificationDecoder``: 1 query of width ``d_latents``, 1 head, widening 1."""
-    return DecoderConfig(
-        num_query_channels=hf_get(hf_config, "d_latents"),
-        num_heads=1,
-        shape_for_attention=hf_get(hf_config, "cross_attention_shape_for_attention"),
-        widening_factor=1,
-        use_query_residual=True,
-        activation=hf_activation(hf_config),  # type: ignore[arg-type]
-        attention_dropout=hf_attention_dropout(hf_config),
-    )
+    return DecoderConfig(num_heads=1, widening_factor=1, use_query_residual=True, **hf_decoder_options(hf_config))
 
 
 def _num_classes(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) -> int:
@@ -80,24 +73,15 @@ def convert_masked_lm(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) 
     transformers' decoder hard-codes qk = 256 and 8 heads, v = d_model, no query residual, no final projection.
     """
     d_model = hf_get(hf_config, "d_model")
-    config = MaskedLanguageModelConfig(
-        text=TextAdapterConfig(
+    base = get_config("language-perceiver")  # the published decoder: 8 heads, qk 256, no residual, tied output
+    config = base.replace(
+        text=base.text.replace(
             vocab_size=hf_get(hf_config, "vocab_size"),
             max_seq_len=hf_get(hf_config, "max_position_embeddings"),
             num_channels=d_model,
         ),
         encoder=encoder_config(hf_config),
-        decoder=DecoderConfig(
-            num_query_channels=d_model,
-            num_output_channels=None,
-            num_heads=8,
-            num_qk_channels=256,
-            num_v_channels=d_model,
-            widening_factor=1,
-            use_query_residual=False,
-            activation=hf_activation(hf_config),  # type: ignore[arg-type]
-            attention_dropout=hf_attention_dropout(hf_config),
-        ),
+        decoder=base.decoder.replace(num_v_channels=d_model, **hf_decoder_options(hf_config)),
     )
     model = MaskedLanguageModel(config)
     extra = {**_TEXT_KEYS, "head.bias": "embedding_decoder.bias"}
@@ -121,10 +105,12 @@ def convert_text_classifier(hf_config: dict[str, Any], state_dict: dict[str, Ten
 
 
 def _image_classifier(
-    hf_config: dict[str, Any], state_dict: dict[str, Tensor], image: ImageAdapterConfig, extra: dict[str, str]
+    hf_config: dict[str, Any], state_dict: dict[str, Tensor], preset: str, image: dict[str, Any], extra: dict[str, str]
 ) -> ImageClassifier:
-    config = ImageClassifierConfig(
-        image=image,
+    """The registered ImageNet ``preset`` with the checkpoint's sizes and transformers' ``image`` options."""
+    base = get_config(preset)
+    config = base.replace(
+        image=base.image.replace(image_shape=_image_size(hf_config), **image),
         encoder=encoder_config(hf_config),
         decoder=_classification_decoder_config(hf_config),
         num_classes=_num_classes(hf_config, state_dict),
@@ -135,28 +121,11 @@ def _image_classifier(
 
 def convert_image_fourier(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) -> ImageClassifier:
     """``PerceiverForImageClassificationFourier``: pixels + 2-D Fourier features (64 bands, resolution 224²)."""
-    image = ImageAdapterConfig(
-        image_shape=_image_size(hf_config),
-        prep_type="pixels",
-        spatial_downsample=1,
-        position_encoding="fourier",
-        num_bands=64,
-        max_resolution=(224, 224),
-    )
-    return _image_classifier(hf_config, state_dict, image, {})
+    return _image_classifier(hf_config, state_dict, "vision-perceiver-fourier", {"max_resolution": (224, 224)}, {})
 
 
 def convert_image_learned(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) -> ImageClassifier:
     """``PerceiverForImageClassificationLearned``: 1×1 conv to 256 + learned positions (256, projected to 256)."""
-    image = ImageAdapterConfig(
-        image_shape=_image_size(hf_config),
-        prep_type="conv1x1",
-        spatial_downsample=1,
-        out_channels=256,
-        position_encoding="trainable",
-        num_position_channels=256,
-        project_pos_dim=256,
-    )
     p = "perceiver.input_preprocessor"
     extra = {
         "input_adapter.conv.weight": f"{p}.convnet_1x1.weight",
@@ -165,7 +134,7 @@ def convert_image_learned(hf_config: dict[str, Any], state_dict: dict[str, Tenso
         "input_adapter.position_projection.weight": f"{p}.positions_projection.weight",
         "input_adapter.position_projection.bias": f"{p}.positions_projection.bias",
     }
-    return _image_classifier(hf_config, state_dict, image, extra)
+    return _image_classifier(hf_config, state_dict, "vision-perceiver-learned", {}, extra)
 
 
 def convert_image_conv(hf_config: dict[str, Any], state_dict: dict[str, Tensor]) -> ImageClassifier:
@@ -174,19 +143,9 @@ def convert_image_conv(hf_config: dict[str, Any], state_dict: dict[str, Tensor])
     transformers pads the 7×7 conv with 3 on every side and the max-pool not at all (55×55 from
     224); ``conv_padding="symmetric"``, ``pool_padding="valid"`` reproduce that.
     """
-    image = ImageAdapterConfig(
-        image_shape=_image_size(hf_config),
-        prep_type="conv",
-        spatial_downsample=4,
-        out_channels=64,
-        conv_padding="symmetric",
-        pool_padding="valid",
-        position_encoding="fourier",
-        num_bands=64,
-        max_resolution=(56, 56),
-    )
+    image = {"conv_padding": "symmetric", "pool_padding": "valid", "max_resolution": (56, 56)}
     p = "perceiver.input_preprocessor.convnet"
     extra = {"input_adapter.conv.0.conv.weight": f"{p}.conv.weight"}
     for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
         extra[f"input_adapter.conv.0.norm.{name}"] = f"{p}.batchnorm.{name}"
-    return _image_classifier(hf_config, state_dict, image, extra)
+    return _image_classifier(hf_config, state_dict, "vision-perceiver-conv", image, extra)

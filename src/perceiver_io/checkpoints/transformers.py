@@ -24,6 +24,7 @@ __all__ = [
     "CONVERTERS",
     "HF_DEFAULTS",
     "encoder_config",
+    "hf_decoder_options",
     "hf_get",
     "load_mapped_state_dict",
     "load_transformers_checkpoint",
@@ -96,6 +97,15 @@ def hf_activation(hf_config: dict[str, Any]) -> str:
 
 def hf_attention_dropout(hf_config: dict[str, Any]) -> float:
     return float(hf_get(hf_config, "attention_probs_dropout_prob") or 0.0)
+
+
+def hf_decoder_options(hf_config: dict[str, Any]) -> dict[str, Any]:
+    """Decoder fields a transformers ``config.json`` sets (the rest come from the preset)."""
+    return {
+        "shape_for_attention": hf_get(hf_config, "cross_attention_shape_for_attention"),
+        "activation": hf_activation(hf_config),
+        "attention_dropout": hf_attention_dropout(hf_config),
+    }
 
 
 def encoder_config(hf_config: dict[str, Any]) -> EncoderConfig:
