@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import perceiver_io
-from conftest import TINY_ENCODER  # noqa: E402
+from conftest import TINY_ENCODER, tiny_multimodal  # noqa: E402
 from perceiver_io.cli import app
 from perceiver_io.inference import (
     autoencode,
@@ -60,27 +60,6 @@ def tiny_flow(constant: tuple[float, float] | None = None):
         else:  # zero weights: every pixel gets bias / rescale_factor
             proj.weight.zero_()
             proj.bias.copy_(torch.tensor(constant))
-    return model
-
-
-def tiny_multimodal():
-    torch.manual_seed(0)
-    model = perceiver_io.create_model(
-        "multimodal-perceiver",
-        video_shape=(2, 8, 8),
-        image_max_resolution=(2, 2, 2),
-        num_audio_samples=64,
-        samples_per_patch=4,
-        audio_num_bands=8,
-        image_num_bands=4,
-        num_classes=5,
-        label_query_channels=16,
-        encoder=TINY_ENCODER,
-        decoder={"num_query_channels": 29, "num_output_channels": 12},
-    ).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
     return model
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import perceiver_io
-from conftest import TINY_ENCODER
+from conftest import TINY_ENCODER, tiny_multimodal
 from perceiver_io.adapters import (
     BytesTokenizer,
     ImageAdapterConfig,
@@ -199,27 +199,6 @@ def test_create_model_overrides():
 def tiny_flow(**kw) -> OpticalFlow:
     cfg = OpticalFlowConfig().replace(image_size=(6, 8), encoder=TINY_ENCODER, **kw)
     return OpticalFlow(cfg).eval()
-
-
-def tiny_multimodal(**kw) -> MultimodalAutoencoder:
-    cfg = MultimodalAutoencoderConfig().replace(
-        video_shape=(2, 8, 8),
-        image_max_resolution=(2, 2, 2),
-        num_audio_samples=64,
-        samples_per_patch=4,
-        audio_num_bands=8,
-        image_num_bands=4,
-        num_classes=5,
-        label_query_channels=16,
-        encoder=TINY_ENCODER,
-        decoder={"num_query_channels": 29, "num_output_channels": 12},
-        **kw,
-    )
-    model = MultimodalAutoencoder(cfg).eval()
-    with torch.no_grad():  # the flow/video projections start at zero or tiny: make outputs informative
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
 
 
 def mm_inputs(batch: int = 2) -> dict[str, torch.Tensor]:
