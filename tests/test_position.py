@@ -95,3 +95,21 @@ def test_index_positions_grid_formula_equals_linspace_grid():
     torch.testing.assert_close(index_positions(idx, dims, formula="grid"), grid_positions(dims))
     with pytest.raises(ValueError, match="formula must be"):
         index_positions(idx, dims, formula="linspace")
+
+
+@pytest.mark.parametrize(
+    ("dims", "bands", "max_res", "concat_pos", "sine_only"),
+    [((37, 49), 16, (368, 496), True, False), ((3, 4, 5), 3, (7, 8, 9), False, False), ((16,), 5, (30,), True, True)],
+)
+def test_grid_fourier_features_equal_the_pointwise_formula_bit_for_bit(dims, bands, max_res, concat_pos, sine_only):
+    from perceiver_io.layers.position import grid_fourier_features
+
+    expected = fourier_features(grid_positions(dims), bands, max_res, concat_pos, sine_only)
+    assert torch.equal(grid_fourier_features(dims, bands, max_res, concat_pos, sine_only), expected)
+
+
+def test_large_grids_are_not_cached():
+    enc = FourierPositionEncoding((8, 8), 4)
+    enc.CACHE_LIMIT = 8 * 8 * enc.num_channels - 1
+    a, b = enc.grid(), enc.grid()
+    assert not enc._cache and torch.equal(a, b)

@@ -23,6 +23,7 @@ __all__ = [
     "RotaryPositionEmbedding",
     "fourier_features",
     "grid_positions",
+    "grid_fourier_features",
     "index_positions",
     "num_fourier_channels",
 ]
@@ -83,6 +84,39 @@ def fourier_features(
     return torch.cat(parts, dim=-1)
 
 
+def grid_fourier_features(
+    index_dims: Sequence[int],
+    num_bands: int,
+    max_resolution: Sequence[int],
+    concat_pos: bool = True,
+    sine_only: bool = False,
+    device=None,
+    dtype=torch.float32,
+) -> Tensor:
+    """:func:`fourier_features` of :func:`grid_positions` ``(prod(index_dims), C)``, bit for bit, computed
+    per axis: every channel depends on one axis, so each sine/cosine is evaluated ``n_a`` times, not
+    ``prod(index_dims)`` times, and the grid is filled by broadcasting (a 368×496 grid: 0.3 s -> a copy)."""
+    d = len(index_dims)
+    if len(max_resolution) != d:
+        raise ValueError(f"max_resolution must have {d} entries (one per axis), got {len(max_resolution)}")
+    k = num_bands
+    width = num_fourier_channels(d, k, concat_pos, sine_only)
+    out = torch.empty(*index_dims, width, device=device, dtype=dtype)
+    offset = d if concat_pos else 0
+    for a, (n, r) in enumerate(zip(index_dims, max_resolution, strict=True)):
+        shape = [1] * d
+        shape[a] = n
+        pos = torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
+        freqs = torch.linspace(1.0, r / 2.0, k, device=device, dtype=dtype)
+        feats = math.pi * (pos[:, None] * freqs[None])  # (n, K), as fourier_features' per-element product
+        if concat_pos:
+            out[..., a] = pos.view(shape)
+        out[..., offset + a * k : offset + (a + 1) * k] = torch.sin(feats).view(*shape, k)
+        if not sine_only:
+            out[..., offset + (d + a) * k : offset + (d + a + 1) * k] = torch.cos(feats).view(*shape, k)
+    return out.reshape(-1, width)
+
+
 class FourierPositionEncoding(nn.Module):
     """Fourier features for a grid of shape ``index_dims``; no parameters.
 
@@ -127,7 +161,9 @@ class FourierPositionEncoding(nn.Module):
         key = (index_dims, str(device), dtype)
         if key in self._cache:
             return self._cache[key]
-        features = self.features(grid_positions(index_dims, device, dtype))
+        features = grid_fourier_features(
+            index_dims, self.num_bands, self.max_resolution, self.concat_pos, self.sine_only, device, dtype
+        )
         if features.numel() <= self.CACHE_LIMIT:
             self._cache[key] = features
         return features
