@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import SPECS  # noqa: E402
+from compare_specs import SPECS  # noqa: E402
 
 
 def main() -> None:
