@@ -149,6 +149,11 @@ class PerceiverDecoder(nn.Module):
             get = queries.build
         else:
             check_inputs(queries, None, self.config.num_query_channels, name="queries")
+            if queries.shape[0] != batch_size:
+                raise ValueError(
+                    f"queries have batch size {queries.shape[0]}, latents {batch_size}: pass (B, O, E) queries "
+                    "with the latents' batch size"
+                )
             num_queries = queries.shape[1]
             get = lambda s, e: queries[:, s:e]  # noqa: E731
         check_mask("query_mask", query_mask, batch_size, num_queries)

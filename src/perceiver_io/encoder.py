@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from perceiver_io.config import Config
 from perceiver_io.layers.blocks import Activation, CrossAttentionBlock, SelfAttentionBlock
 from perceiver_io.layers.position import TrainablePositionEncoding
-from perceiver_io.validation import check_inputs
+from perceiver_io.validation import check_dtype, check_finite, check_inputs
 
 __all__ = ["EncoderConfig", "PerceiverEncoder"]
 
@@ -126,8 +126,16 @@ class PerceiverEncoder(nn.Module):
         return block(*args)
 
     def forward(self, inputs: Tensor, input_mask: Tensor | None = None) -> Tensor:
-        """``inputs (B, M, C)``, ``input_mask (B, M)`` bool (True = real) -> latents ``(B, N, D)``."""
+        """``inputs (B, M, C)``, ``input_mask (B, M)`` bool (True = real) -> latents ``(B, N, D)``.
+
+        Padded rows (``input_mask`` False) are zeroed before anything reads them, so whatever they
+        hold (NaN, Inf, 1e30) cannot reach the latents.
+        """
         check_inputs(inputs, input_mask, self.num_input_channels)
+        check_dtype("inputs", inputs, self.latents.embeddings.dtype)
+        if input_mask is not None:
+            inputs = inputs.masked_fill(~input_mask[..., None], 0.0)
+        check_finite("inputs", inputs)
         x = self.latents(inputs.shape[0]).to(inputs.dtype)
         x = self._run(self.cross_attention, x, inputs, input_mask)
         for i in range(self.config.num_blocks):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, index_positions
+from perceiver_io.validation import check_indices
 
 __all__ = ["QueryBuilder", "LearnedQueries", "FourierQueries", "InputQueries", "LazyQueries"]
 
@@ -85,6 +86,8 @@ class LearnedQueries(QueryBuilder):
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
         if indices is None and self.per_input_position and inputs is not None:
             return self.chunk(batch_size, 0, self.num_queries(inputs))
+        if indices is not None:
+            check_indices("query_indices", indices, self.embedding.num_positions)
         return self.embedding(batch_size, indices)
 
     def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
@@ -127,6 +130,8 @@ class FourierQueries(QueryBuilder):
         return inputs.device if inputs is not None else self._device_anchor.device
 
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
+        if indices is not None:
+            check_indices("query_indices", indices, self.num_queries())
         if indices is None and self.full_positions == "index":
             indices = torch.arange(self.num_queries(), device=self._device(inputs))
         return self.encoding(batch_size, indices=indices, device=self._device(inputs))
@@ -155,7 +160,10 @@ class InputQueries(QueryBuilder):
 
     def forward(self, batch_size: int, inputs: Tensor | None = None, indices: Tensor | None = None) -> Tensor:
         x = self._require(inputs)
-        return x if indices is None else x[:, indices]
+        if indices is None:
+            return x
+        check_indices("query_indices", indices, x.shape[1])
+        return x[:, indices]
 
     def chunk(self, batch_size: int, start: int, end: int, inputs: Tensor | None = None) -> Tensor:
         return self._require(inputs)[:, start:end]

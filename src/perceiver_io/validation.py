@@ -5,7 +5,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_inputs", "check_mask", "check_tensor"]
+__all__ = [
+    "check_inputs",
+    "check_mask",
+    "check_tensor",
+    "check_dtype",
+    "check_indices",
+    "check_finite",
+    "allow_non_finite",
+]
+
+_CHECK_FINITE = True
+
+
+def allow_non_finite(allow: bool = True) -> None:
+    """Switch off (``True``) or on (``False``) the check that real input rows are finite. The check
+    costs one pass over the inputs and, on a GPU, a host sync per forward; it is skipped under
+    ``torch.compile``."""
+    global _CHECK_FINITE
+    _CHECK_FINITE = not allow
 
 
 def check_tensor(name: str, x: object, ndim: int, shape_desc: str) -> Tensor:
@@ -36,3 +54,36 @@ def check_inputs(
     if not inputs.is_floating_point():
         raise TypeError(f"{name} must be floating point, got dtype {inputs.dtype}")
     check_mask(mask_name, input_mask, inputs.shape[0], inputs.shape[1])
+
+
+def check_dtype(name: str, x: Tensor, expected: torch.dtype) -> None:
+    """Outside autocast, floating inputs must have the model's dtype (autocast casts them itself)."""
+    if x.dtype == expected or torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(
+        f"{name} has dtype {x.dtype} but the model's parameters are {expected}: convert the inputs "
+        f"(x.to({expected})), the model (model.to({x.dtype})), or run under torch.autocast"
+    )
+
+
+def check_indices(name: str, indices: Tensor, size: int) -> None:
+    """Flat indices ``(P,)`` must be integers in ``[0, size)`` (negative ones would wrap around)."""
+    check_tensor(name, indices, 1, f"(P,) integers in [0, {size})")
+    if indices.is_floating_point() or indices.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got dtype {indices.dtype}")
+    if indices.numel() and not torch.compiler.is_compiling():
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= size:
+            raise ValueError(f"{name} must be in [0, {size}) (the output points), got values in [{lo}, {hi}]")
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """NaN or Inf in ``x`` (padding already zeroed) -> ``ValueError`` (see :func:`allow_non_finite`)."""
+    if not _CHECK_FINITE or torch.compiler.is_compiling() or not x.is_floating_point():
+        return
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} holds NaN or Inf (first at index {tuple(bad)}); mark such rows as padding in the input "
+            "mask, or call perceiver_io.validation.allow_non_finite() to let them through"
+        )

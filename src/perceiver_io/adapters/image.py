@@ -41,7 +41,7 @@ from perceiver_io.config import Config, ConfigError
 from perceiver_io.layers.init import variance_scaling_
 from perceiver_io.layers.position import FourierPositionEncoding, TrainablePositionEncoding, num_fourier_channels
 from perceiver_io.layers.spatial import patches_for_flow, same_padding, space_to_depth
-from perceiver_io.validation import check_tensor
+from perceiver_io.validation import check_dtype, check_tensor
 
 __all__ = ["ImageAdapterConfig", "ImageInputAdapter", "ConvDownsample", "PREP_TYPES"]
 
@@ -270,6 +270,9 @@ class ImageInputAdapter(InputAdapter):
             raise ValueError(f"images must have shape {desc} (channels first), got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise TypeError(f"images must be floating point, got dtype {images.dtype}")
+        param = next(self.parameters(), None)
+        if param is not None:
+            check_dtype("images", images, param.dtype)
         if images.shape[-1] == 0 or images.shape[-2] == 0:
             raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
         if c.prep_type == "patches":

@@ -187,7 +187,7 @@ class TextInputAdapter(InputAdapter):
         """``input_ids (B, L)`` -> inputs ``(B, L, C)``; position ``i`` gets position embedding ``i``."""
         self.check_input_ids(input_ids)
         length = input_ids.shape[1]
-        x = self.token_embedding(input_ids) + self.position_embedding.embeddings[:length]
+        x = self.token_embedding(input_ids.long()) + self.position_embedding.embeddings[:length]
         return AdaptedInputs(x, index_shape=(length,))
 
     def example_inputs(self, batch_size: int = 1) -> Tensor:

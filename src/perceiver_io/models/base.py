@@ -86,6 +86,13 @@ class PerceiverIOBase(PerceiverModel):
 
     def adapt(self, inputs: Any, **adapter_kwargs: Any) -> AdaptedInputs:
         """Raw inputs -> :class:`AdaptedInputs` (``inputs (B, M, C)`` plus what the head needs)."""
+        parts = inputs.items() if isinstance(inputs, Mapping) else [("", inputs)]
+        for key, x in parts:
+            name = f"inputs[{key!r}]" if key else "inputs"
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if x.dim() == 0 or x.shape[0] == 0:
+                raise ValueError(f"{name} must have a batch dimension of at least 1, got shape {tuple(x.shape)}")
         return self.input_adapter(inputs, **adapter_kwargs)
 
     def encode(self, inputs: Any, input_mask: Tensor | None = None, **adapter_kwargs: Any) -> Tensor:

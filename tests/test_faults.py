@@ -1,0 +1,166 @@
+"""Fault injection: bad inputs and damaged state give one clear error (or are provably harmless).
+
+Each test names the case of the reliability issue it covers; ``docs/reliability.md`` lists the
+guarantees. Crash-recovery cases (SIGKILL mid-run, torn checkpoint writes) live in
+``tests/test_training.py``; damaged data-cache cases in ``tests/test_data.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import perceiver_io
+from conftest import tiny_multimodal
+from perceiver_io import ConfigError, DecoderConfig
+
+TINY = [n for n in perceiver_io.list_models() if perceiver_io.get_preset(n).info.tiny]
+
+
+# -- masked means masked ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf"), 1e30])
+def test_padding_cannot_reach_the_outputs(poison):
+    model = perceiver_io.create_model("test-perceiver-io-fourier").eval()
+    x = torch.randn(2, 20, 12)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[0, 13:] = False
+    mask[1, 5:] = False
+    poisoned = x.clone()
+    poisoned[~mask] = poison
+    with torch.no_grad():
+        clean = model(x, mask).outputs
+        got = model(poisoned, mask).outputs
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, clean, rtol=0, atol=0)
+
+
+def test_padding_cannot_reach_gradients():
+    model = perceiver_io.create_model("test-perceiver-io-fourier")
+    x = torch.randn(1, 10, 12)
+    x[0, 7:] = float("nan")
+    mask = torch.arange(10)[None] < 7
+    model(x, mask).outputs.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_non_finite_real_inputs_are_reported_unless_allowed():
+    from perceiver_io.validation import allow_non_finite
+
+    model = perceiver_io.create_model("test-perceiver-io-fourier").eval()
+    x = torch.randn(1, 8, 12)
+    x[0, 3, 4] = float("inf")
+    with pytest.raises(ValueError, match=r"inputs holds NaN or Inf \(first at index \(0, 3, 4\)\)"):
+        model(x)
+    allow_non_finite()
+    try:
+        assert not torch.isfinite(model(x).outputs).all()
+    finally:
+        allow_non_finite(False)
+
+
+# -- indices, sizes, dtypes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([0, 30]), torch.tensor([-1, 3]), torch.tensor([100])])
+def test_fourier_query_indices_outside_the_grid(bad):
+    model = perceiver_io.create_model("test-perceiver-io-fourier").eval()  # 6×5 grid: 30 points
+    with pytest.raises(ValueError, match=r"query_indices must be in \[0, 30\)"):
+        model(torch.randn(1, 8, 12), query_indices=bad)
+
+
+def test_multimodal_query_indices_outside_the_video():
+    model = tiny_multimodal()
+    inputs = model.input_adapter.example_inputs(1)
+    with pytest.raises(ValueError, match=r"query_indices must be in \[0, 128\)"):
+        model(inputs, query_indices={"image": torch.tensor([10**6])})
+    with pytest.raises(TypeError, match="query_indices must be an integer tensor"):
+        model(inputs, query_indices={"image": torch.tensor([0.5])})
+
+
+def test_inputs_query_indices_and_learned_query_indices():
+    model = perceiver_io.create_model("test-perceiver-io-inputs").eval()
+    with pytest.raises(ValueError, match=r"query_indices must be in \[0, 8\)"):
+        model(torch.randn(1, 8, 12), query_indices=torch.tensor([8]))
+    mlm = perceiver_io.create_model("test-language-perceiver").eval()
+    with pytest.raises(ValueError, match=r"query_indices must be in \[0, 32\)"):
+        mlm(torch.randint(6, 262, (1, 32)), query_indices=torch.tensor([32]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_input_dtype_other_than_the_model_names_both(dtype):
+    model = perceiver_io.create_model("test-perceiver-io-fourier")
+    with pytest.raises(TypeError, match=rf"inputs has dtype {dtype} but the model's parameters are torch.float32"):
+        model(torch.randn(1, 8, 12).to(dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts by itself: allowed
+        model(torch.randn(1, 8, 12))
+
+
+def test_given_queries_with_another_batch_size():
+    model = perceiver_io.create_model("perceiver-io-tiny", queries={"kind": "given"}, decoder={"num_query_channels": 8})
+    with pytest.raises(ValueError, match="queries have batch size 3, latents 2"):
+        model(torch.randn(2, 8, 32), queries=torch.randn(3, 4, 8))
+
+
+def test_images_wrong_dtype_frames_or_empty():
+    model = perceiver_io.create_model("test-optical-flow")
+    with pytest.raises(TypeError, match="images must be floating point, got dtype torch.uint8"):
+        model(torch.zeros(1, 2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 2, 3 or 27, H, W\)"):
+        model(torch.zeros(1, 3, 3, 8, 8))
+    with pytest.raises(ValueError, match="must not be empty"):
+        model(torch.zeros(1, 2, 3, 0, 8))
+
+
+def test_boolean_config_fields_take_booleans_only():
+    with pytest.raises(ConfigError, match="DecoderConfig.use_query_residual must be true or false, got 'no'"):
+        DecoderConfig(use_query_residual="no")
+    with pytest.raises(ConfigError, match="must be one of"):
+        DecoderConfig(shape_for_attention="k")
+
+
+# -- property-based fuzz of the public entry points ---------------------------------------------------
+
+ERRORS = (ValueError, TypeError, KeyError, ConfigError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(TINY),
+    batch=st.integers(0, 3),
+    extra_dim=st.booleans(),
+    scale=st.sampled_from([1.0, 255.0, float("nan")]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8]),
+)
+def test_fuzz_forward_either_works_or_names_the_problem(name, batch, extra_dim, scale, dtype):
+    """Random batch sizes, extra dimensions, dtypes and values: a forward returns finite outputs
+    or raises one of the library's error types with a message — never a raw internal error."""
+    torch.manual_seed(0)
+    model = perceiver_io.create_model(name).eval()
+    kwargs = model.example_inputs(max(batch, 1))
+
+    def mutate(x):
+        if not isinstance(x, torch.Tensor):
+            return {k: mutate(v) for k, v in x.items()} if isinstance(x, dict) else x
+        if batch == 0:
+            x = x[:0]
+        if extra_dim:
+            x = x[..., None]
+        if x.is_floating_point():
+            x = x * scale
+        return x.to(dtype) if (x.is_floating_point() or dtype in (torch.int64, torch.uint8)) else x
+
+    kwargs["inputs"] = mutate(kwargs["inputs"])
+    try:
+        with torch.no_grad():
+            out = model(**kwargs)
+    except ERRORS as e:
+        assert str(e), type(e)
+        return
+    assert scale == scale, "NaN inputs must be reported"
+    for f, v in vars(out).items():
+        if isinstance(v, torch.Tensor):
+            assert torch.isfinite(v.float()).all(), f
