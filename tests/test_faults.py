@@ -164,3 +164,92 @@ def test_fuzz_forward_either_works_or_names_the_problem(name, batch, extra_dim, 
     for f, v in vars(out).items():
         if isinstance(v, torch.Tensor):
             assert torch.isfinite(v.float()).all(), f
+
+
+# -- run directories are owned ------------------------------------------------------------------------
+
+
+def _training():
+    from test_training import fit, tiny_mlm, write_corpus
+
+    return fit, tiny_mlm, write_corpus
+
+
+def test_a_second_run_into_a_locked_directory_fails_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    from perceiver_io.training.rundir import RunDirError, RunLock
+    from test_training import as_args
+
+    fit, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    with RunLock(run):
+        with pytest.raises(RunDirError, match=r"is in use by another run \(pid \d+ on .*, started"):
+            fit(tiny_mlm(corpus, run))
+        cmd = [sys.executable, "-m", "perceiver_io.cli", "train", "mlm", *as_args(tiny_mlm(corpus, run))]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and "in use by another run" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run / "metrics.csv").exists()  # the refused runs wrote nothing
+    fit(tiny_mlm(corpus, run))  # released: now it runs
+
+
+def test_default_run_names_are_unique_for_simultaneous_starts(tmp_path):
+    from perceiver_io.training.trainer import default_run_dir
+
+    names = {default_run_dir("mlm", tmp_path) for _ in range(64)}
+    assert len(names) == 64 and all(p.is_dir() for p in names)
+
+
+def test_a_new_run_never_clobbers_a_finished_one(tmp_path):
+    from perceiver_io.training.checkpoint import list_checkpoints
+    from perceiver_io.training.rundir import RunDirError
+
+    fit, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    fit(tiny_mlm(corpus, run))
+    before = {p.name: p.read_bytes() for p in (run / "metrics.csv", run / "config.json")}
+    ckpts = [p.name for p in list_checkpoints(run / "checkpoints")]
+    with pytest.raises(RunDirError, match=r"holds another run \(config.json, metrics.csv, model, 2 checkpoint"):
+        fit(tiny_mlm(corpus, run, **{"train.resume": False}))
+    with pytest.raises(RunDirError, match=r"different config \(train.lr: 0.001 -> 0.002\)"):
+        fit(tiny_mlm(corpus, run, **{"train.lr": 0.002}))
+    with pytest.raises(RunDirError, match=r"data.mask_prob: 0.15 -> 0.3"):
+        fit(tiny_mlm(corpus, run, **{"data.mask_prob": 0.3}))
+    assert {p.name: p.read_bytes() for p in (run / "metrics.csv", run / "config.json")} == before
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ckpts
+    # asked for explicitly: resume with the change (nothing left to train at max_steps, so 0 steps)
+    fit(tiny_mlm(corpus, run, **{"train.lr": 0.002, "train.allow_config_change": True}))
+
+
+def test_a_torn_metrics_row_is_dropped_on_resume(tmp_path):
+    from perceiver_io.training.logging import read_metrics
+
+    fit, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    fit(tiny_mlm(corpus, run, **{"train.stop_after_steps": 3}))
+    with (run / "metrics.csv").open("a") as f:
+        f.write("4,train,lo")  # a kill mid-append
+    rows = read_metrics(run / "metrics.csv")
+    assert all(r["step"] <= 3 for r in rows)
+    rest = fit(tiny_mlm(corpus, run))
+    assert sorted(rest.losses) == [4, 5, 6]
+    steps = [r["step"] for r in read_metrics(run / "metrics.csv") if r["metric"] == "loss" and r["split"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_fill_mask_examples_of_a_small_run_never_crash():
+    """The example miner and the masked word use one rule (a word that only looked maskable in a
+    shifted slice used to give ``ValueError: high <= 0``)."""
+    from perceiver_io.tasks.base import build_config, get_task_class
+
+    cfg = build_config("mlm", overrides={"data.seq_len": 48})
+    task = get_task_class("mlm")(cfg, log=lambda m: None)
+    task.test_docs = ["Abcdefghijklmnop is a big cat at sea. Then the small brown fox jumps over it all."]
+    task.valid_docs = []
+    model = perceiver_io.create_model("test-language-perceiver", text={"max_seq_len": 48})
+    for original, masked, filled in task.fill_mask_examples(model, num=4):
+        assert "[MASK×" in masked and len(filled) >= len(original) - 8

@@ -28,13 +28,14 @@ def train_errors():
     from perceiver_io.config import ConfigError
     from perceiver_io.tasks.base import DataUnavailable
     from perceiver_io.training.checkpoint import CheckpointError
+    from perceiver_io.training.rundir import RunDirError
 
     try:
         yield
     except ConfigError as e:
         typer.echo(f"error: {e}".splitlines()[0], err=True)
         raise typer.Exit(2) from None
-    except (CheckpointError, DataUnavailable, FileNotFoundError, NotADirectoryError) as e:
+    except (CheckpointError, DataUnavailable, RunDirError, FileNotFoundError, NotADirectoryError) as e:
         typer.echo(f"error: {e}".splitlines()[0], err=True)
         raise typer.Exit(1) from None
     except Exception as e:

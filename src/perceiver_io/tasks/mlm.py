@@ -295,6 +295,7 @@ class MLMTask(Task):
         }
 
     # -- fill-mask demo ---------------------------------------------------------------------
+    # (candidates and the word to mask use one rule, so a chosen sentence always has a word)
     def fill_mask_examples(self, model: nn.Module, num: int | None = None) -> list[tuple[str, str, str]]:
         """``(original, masked, filled)`` for held-out test sentences with one word of ≥ 4 letters masked."""
         num = self.config.data.num_fill_mask_examples if num is None else num
@@ -304,9 +305,7 @@ class MLMTask(Task):
         for doc in self.test_docs or self.valid_docs:
             for sent in re.split(r"(?<=[.!?])\s+", doc):
                 sent = " ".join(sent.split())
-                if min(40, max_bytes // 2) <= len(sent.encode("utf-8")) <= max_bytes and re.search(
-                    r"\b[A-Za-z]{4,}\b", sent[8:]
-                ):
+                if min(40, max_bytes // 2) <= len(sent.encode("utf-8")) <= max_bytes and _maskable_words(sent):
                     candidates.append(sent)
         if not candidates:
             return []
@@ -316,7 +315,7 @@ class MLMTask(Task):
         model.eval()
         for i in sorted(picks):
             sent = candidates[int(i)]
-            words = [m for m in re.finditer(r"\b[A-Za-z]{4,}\b", sent) if m.start() >= 8]
+            words = _maskable_words(sent)
             m = words[int(rng.integers(len(words)))]
             pre, word, post = sent[: m.start()], m.group(0), sent[m.end() :]
             masked = pre + "[MASK]" * len(word.encode("utf-8")) + post
@@ -344,3 +343,8 @@ class MLMTask(Task):
             lines += [f"  input : {masked}", f"  output: {filled}", f"  truth : {original}", ""]
         self.test_metrics = test
         return lines
+
+
+def _maskable_words(sentence: str) -> list[re.Match]:
+    """Words of at least 4 letters that start at byte 8 or later (the fill-mask examples mask one)."""
+    return [m for m in re.finditer(r"\b[A-Za-z]{4,}\b", sentence) if m.start() >= 8]

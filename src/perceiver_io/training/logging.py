@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -17,11 +18,18 @@ def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        return [
-            {"step": int(r["step"]), "split": r["split"], "metric": r["metric"], "value": float(r["value"])}
-            for r in csv.DictReader(f)
-        ]
+    rows = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text and not text.endswith("\n"):  # the last row was torn by a kill or a full disk mid-append
+        text = text[: text.rfind("\n") + 1]
+    for r in csv.DictReader(io.StringIO(text)):
+        try:  # a damaged row is dropped, not fatal
+            rows.append(
+                {"step": int(r["step"]), "split": r["split"], "metric": r["metric"], "value": float(r["value"])}
+            )
+        except (TypeError, ValueError, KeyError):
+            continue
+    return rows
 
 
 def plot_metrics(rows: list[dict], path: str | Path, title: str = "") -> Path | None:

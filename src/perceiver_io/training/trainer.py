@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +46,7 @@ from perceiver_io.training.distributed import (
 )
 from perceiver_io.training.logging import MetricLogger
 from perceiver_io.training.optim import build_optimizer
+from perceiver_io.training.rundir import RunLock, check_run_dir, new_run_dir
 from perceiver_io.training.schedule import build_scheduler
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "default_run_dir"]
@@ -82,6 +82,7 @@ class TrainConfig(Config):
     runs_root: str = "runs"
     resume: bool = True
     resume_from: str | None = None
+    allow_config_change: bool = False
     stop_after_steps: int | None = None
     progress: bool = True
     tensorboard: bool = True
@@ -116,7 +117,8 @@ class TrainResult:
 
 
 def default_run_dir(task: str, root: str = "runs") -> Path:
-    return Path(root) / f"{task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """A new, uniquely named run directory (created): ``root/<task>-<timestamp>-<4 hex>``."""
+    return new_run_dir(task, root)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -211,10 +213,27 @@ class Trainer:
                 f"train.batch_size ({c.batch_size}) must be divisible by world_size × grad_accum_steps "
                 f"({d.world_size} × {c.grad_accum_steps})"
             )
-        run_dir = Path(c.run_dir) if c.run_dir else default_run_dir(task.name, c.runs_root)
+        run_dir = None
+        if d.is_main:
+            run_dir = Path(c.run_dir) if c.run_dir else default_run_dir(task.name, c.runs_root)
         run_dir = Path(broadcast_object(str(run_dir)))
         self.run_dir = run_dir
         ckpt_dir = run_dir / "checkpoints"
+        lock = RunLock(run_dir).acquire() if d.is_main else None  # held until this run ends
+        try:
+            return self._fit_locked(run_dir, ckpt_dir)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit_locked(self, run_dir: Path, ckpt_dir: Path) -> TrainResult:
+        c, task, d = self.cfg, self.task, self.dist
+        resume_path = Path(c.resume_from) if c.resume_from else (latest_checkpoint(ckpt_dir) if c.resume else None)
+        if d.is_main:
+            check_run_dir(
+                run_dir, task.name, task.config.to_dict(), c.resume or c.resume_from is not None, c.allow_config_change
+            )
+        barrier()
 
         # data: rank 0 fetches, everyone loads
         if d.is_main:
@@ -237,7 +256,6 @@ class Trainer:
 
         # resume
         start_step = 0
-        resume_path = Path(c.resume_from) if c.resume_from else (latest_checkpoint(ckpt_dir) if c.resume else None)
         if d.is_main and ckpt_dir.is_dir():
             remove_stale_temporaries(ckpt_dir)
         if resume_path is not None:
