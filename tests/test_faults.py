@@ -257,3 +257,50 @@ def test_fill_mask_examples_of_a_small_run_never_crash():
     model = perceiver_io.create_model("test-language-perceiver", text={"max_seq_len": 48})
     for original, masked, filled in task.fill_mask_examples(model, num=4):
         assert "[MASK×" in masked and len(filled) >= len(original) - 8
+
+
+# -- damage is detected ---------------------------------------------------------------------------------
+
+
+def _flip_payload_byte(path, offset_from_end: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_saved_model_is_named(tmp_path):
+    model = perceiver_io.create_model("test-vision-perceiver")
+    model.save_pretrained(tmp_path)
+    _flip_payload_byte(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model.safetensors is damaged: its sha256 is [0-9a-f]{64}, config.json"):
+        perceiver_io.from_pretrained(tmp_path)
+
+
+def test_truncated_saved_model_is_one_clear_error(tmp_path):
+    import json
+
+    model = perceiver_io.create_model("test-vision-perceiver")
+    model.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    del meta["weights_sha256"]  # as a model saved before checksums existed
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        perceiver_io.from_pretrained(tmp_path)
+
+
+def test_damaged_training_checkpoint_is_named_and_an_earlier_one_still_resumes(tmp_path):
+    from perceiver_io.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+
+    fit, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    fit(tiny_mlm(corpus, run, **{"train.stop_after_steps": 6, "train.max_steps": 9}))
+    first, last = list_checkpoints(run / "checkpoints")
+    _flip_payload_byte(last, 200)
+    with pytest.raises(CheckpointError, match=r"step-00000006.pt' is damaged: its sha256 is"):
+        load_checkpoint(last)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        fit(tiny_mlm(corpus, run, **{"train.max_steps": 9}))
+    rest = fit(tiny_mlm(corpus, run, **{"train.max_steps": 9, "train.resume_from": str(first)}))
+    assert sorted(rest.losses) == [4, 5, 6, 7, 8, 9]

@@ -95,7 +95,7 @@ def test_train_mlm_cli_then_predict_and_evaluate(tmp_path):
             "--split",
             "valid",
             "--checkpoint",
-            str(sorted((run / "checkpoints").iterdir())[-1]),
+            str(sorted((run / "checkpoints").glob("step-*.pt"))[-1]),
         ],
     )
     assert res.exit_code == 0 and "accuracy" in res.output, res.output

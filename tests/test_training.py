@@ -338,6 +338,9 @@ def test_corrupted_checkpoint_errors(tmp_path):
     ckpt = list_checkpoints(run / "checkpoints")[-1]
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="is damaged: its sha256 is"):
+        load_checkpoint(ckpt)
+    (ckpt.parent / (ckpt.name + ".sha256")).unlink()  # without its checksum: the reader names the damage
     with pytest.raises(CheckpointError, match="unreadable or corrupted"):
         load_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match=str(ckpt)):

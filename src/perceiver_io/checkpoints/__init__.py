@@ -5,6 +5,7 @@ Our format: ``config.json`` holds ``{"format": "perceiver-io", "model_class": ..
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from perceiver_io.registry import model_class
@@ -19,7 +21,7 @@ from perceiver_io.registry import model_class
 if TYPE_CHECKING:
     from perceiver_io.models.base import PerceiverModel
 
-__all__ = ["save_pretrained", "from_pretrained", "atomic_write"]
+__all__ = ["save_pretrained", "from_pretrained", "atomic_write", "file_sha256"]
 
 FORMAT = "perceiver-io"
 CONFIG_NAME = "config.json"
@@ -39,10 +41,25 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_pretrained(model: PerceiverModel, directory: str | os.PathLike) -> None:
+    """``model.safetensors`` first, then ``config.json`` with its sha256 (each file atomically)."""
     directory = Path(directory)
     meta = {"format": FORMAT, "model_class": type(model).__name__, "config": model.config.to_dict()}
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_model(model, p))
+
+    def write_weights(tmp: str) -> None:
+        save_model(model, tmp)
+        meta["weights_sha256"] = file_sha256(tmp)
+
+    atomic_write(directory / WEIGHTS_NAME, write_weights)
     atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
 
 
@@ -71,7 +88,19 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
-    missing, unexpected = load_model(model, weights, strict=False, device=str(map_location))
+    expected = meta.get("weights_sha256")
+    if expected is not None and file_sha256(weights) != expected:
+        raise ValueError(
+            f"{weights} is damaged: its sha256 is {file_sha256(weights)}, {config_path.name} recorded {expected}; "
+            "save or download the model again"
+        )
+    try:
+        missing, unexpected = load_model(model, weights, strict=False, device=str(map_location))
+    except SafetensorError as e:  # a damaged or foreign file
+        raise ValueError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:  # shapes that do not match the config: name every key, on one line
+        details = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())
+        raise ValueError(f"{weights} does not match {name} as configured in {config_path.name}: {details}") from None
     if missing or unexpected:
         raise ValueError(
             f"{weights} does not match {name}: missing keys {sorted(missing)}, unexpected {sorted(unexpected)}"

@@ -2,8 +2,9 @@
 
 Files are ``RUN_DIR/checkpoints/step-00000100.pt``, written atomically (temporary file in the
 same directory, then ``os.replace``), so a crash or SIGKILL never leaves a partial checkpoint
-under the final name. Loading uses ``torch.load(weights_only=True)``: RNG states are stored as
-tensors and plain Python values.
+under the final name. Each checkpoint's sha256 is kept beside it (``step-00000100.pt.sha256``)
+and checked on load, so a damaged file is named instead of resuming into NaN. Loading uses
+``torch.load(weights_only=True)``: RNG states are stored as tensors and plain Python values.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from perceiver_io.checkpoints import atomic_write
+from perceiver_io.checkpoints import atomic_write, file_sha256
 
 __all__ = [
     "CheckpointError",
@@ -25,6 +26,8 @@ __all__ = [
     "list_checkpoints",
     "latest_checkpoint",
     "remove_stale_temporaries",
+    "remove_checkpoint",
+    "checksum_path",
     "rng_state",
     "set_rng_state",
 ]
@@ -62,11 +65,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically."""
+def checksum_path(path: str | Path) -> Path:
+    """The sidecar ``step-N.pt.sha256`` that holds a checkpoint's sha256."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path.with_name(path.name + ".sha256")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically, its sha256 to :func:`checksum_path` just before the rename."""
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        torch.save(state, tmp)
+        digest = file_sha256(tmp)
+        atomic_write(checksum_path(path), lambda t: Path(t).write_text(digest + "\n"))
+
+    atomic_write(path, write)
     return path
+
+
+def remove_checkpoint(path: str | Path) -> None:
+    """Delete a checkpoint and its checksum."""
+    Path(path).unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -74,6 +95,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    sidecar = checksum_path(path)
+    if sidecar.is_file():  # checkpoints written before checksums existed have none
+        expected, actual = sidecar.read_text().strip(), file_sha256(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is damaged: its sha256 is {actual}, {sidecar.name} recorded {expected}; "
+                "resume from an earlier checkpoint (train.resume_from=...)"
+            )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle/zip errors vary by corruption
@@ -99,9 +128,11 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete temporary files a killed writer left behind (``.NAME.*.tmp``); returns them."""
+    """Delete what a killed writer left behind (``.NAME.*.tmp``, checksums without a checkpoint)."""
     directory = Path(directory)
     stale = [p for p in directory.glob(".*.tmp")] if directory.is_dir() else []
+    if directory.is_dir():
+        stale += [p for p in directory.glob("step-*.pt.sha256") if not p.with_name(p.name[: -len(".sha256")]).exists()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

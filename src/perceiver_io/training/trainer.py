@@ -31,6 +31,7 @@ from perceiver_io.training.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_checkpoint,
     remove_stale_temporaries,
     rng_state,
     save_checkpoint,
@@ -397,5 +398,5 @@ class Trainer:
             save_checkpoint(checkpoint_path(ckpt_dir, step), state)
             if self.cfg.keep_checkpoints:
                 for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
-                    old.unlink(missing_ok=True)
+                    remove_checkpoint(old)
         barrier()
