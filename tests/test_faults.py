@@ -304,3 +304,83 @@ def test_damaged_training_checkpoint_is_named_and_an_earlier_one_still_resumes(t
         fit(tiny_mlm(corpus, run, **{"train.max_steps": 9}))
     rest = fit(tiny_mlm(corpus, run, **{"train.max_steps": 9, "train.resume_from": str(first)}))
     assert sorted(rest.losses) == [4, 5, 6, 7, 8, 9]
+
+
+# -- one line from the command line, never a traceback --------------------------------------------------
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A tiny tmpfs (``size`` bytes, optionally read-only); skipped where mounting is not allowed."""
+    import subprocess
+
+    mounts = []
+
+    def make(size: str, read_only: bool = False):
+        path = tmp_path / f"mnt{len(mounts)}"
+        path.mkdir()
+        opts = f"size={size}" + (",ro" if read_only else "")
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip() or 'not root'})")
+        mounts.append(path)
+        return path
+
+    yield make
+
+    for path in mounts:
+        subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from perceiver_io.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _one_line_error(res, needle):
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and needle in res.output, res.output
+    assert res.output.strip().startswith("error:") and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_full_disk_during_a_checkpoint_write_says_so(tmp_path, small_mount):
+    from perceiver_io.training.checkpoint import list_checkpoints
+    from test_training import as_args
+
+    _, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = small_mount("256k") / "run"
+    res = _cli("train", "mlm", *as_args(tiny_mlm(corpus, run)))
+    lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 1 and lines == [
+        f"error: No space left on device: cannot write checkpoint '{run / 'checkpoints' / 'step-00000003.pt'}'"
+    ], res.output
+    assert not list_checkpoints(run / "checkpoints") and not list((run / "checkpoints").glob(".*"))
+
+
+def test_read_only_run_directory_is_one_line(tmp_path, small_mount):
+    from test_training import as_args
+
+    _, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = small_mount("1m", read_only=True) / "run"
+    res = _cli("train", "mlm", *as_args(tiny_mlm(corpus, run)))
+    _one_line_error(res, "Read-only file system")
+
+
+def test_cli_device_and_damaged_weights_are_one_line(tmp_path):
+    model = perceiver_io.create_model("test-language-perceiver")
+    model.save_pretrained(tmp_path / "m")
+    if not torch.cuda.is_available():
+        _one_line_error(
+            _cli("predict", "fill-mask", "ab[MASK]", "--model", str(tmp_path / "m"), "--device", "cuda"),
+            "CUDA is not available",
+        )
+    _flip_payload_byte(tmp_path / "m" / "model.safetensors")
+    _one_line_error(_cli("predict", "fill-mask", "ab[MASK]", "--model", str(tmp_path / "m")), "is damaged")
+    _one_line_error(_cli("demo", "--model", "nosuch"), "unknown model 'nosuch'")
+    res = _cli("--debug", "demo", "--model", "nosuch")
+    assert res.exit_code != 0 and isinstance(res.exception, KeyError)  # --debug keeps the exception

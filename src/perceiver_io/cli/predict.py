@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from perceiver_io.cli.common import user_errors
+from perceiver_io.cli.common import check_device, user_errors
 
 predict_app = typer.Typer(
     help="Run a saved model (our format or a downloaded transformers checkpoint directory) on your data.",
@@ -22,6 +22,7 @@ _DEVICE_HELP = "torch device to run on, e.g. cpu or cuda"
 def _load_model(directory: Path, device: str):
     import perceiver_io
 
+    check_device(device)
     if not directory.exists():
         raise FileNotFoundError(f"--model: no such directory {str(directory)!r}")
     if not directory.is_dir():

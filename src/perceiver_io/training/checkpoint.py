@@ -9,8 +9,10 @@ and checked on load, so a damaged file is named instead of resuming into NaN. Lo
 
 from __future__ import annotations
 
+import errno
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
 
     def write(tmp: str) -> None:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except (RuntimeError, OSError) as e:  # torch's zip writer reports a full disk as "unexpected pos"
+            if getattr(e, "errno", None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < 1 << 16:
+                raise OSError(errno.ENOSPC, f"No space left on device: cannot write checkpoint {str(path)!r}") from None
+            raise
         digest = file_sha256(tmp)
         atomic_write(checksum_path(path), lambda t: Path(t).write_text(digest + "\n"))
 
