@@ -329,7 +329,7 @@ def small_mount(tmp_path):
     yield make
 
     for path in mounts:
-        subprocess.run(["umount", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)  # lazy: a dead writer may hold a file
 
 
 def _cli(*args):
@@ -384,3 +384,63 @@ def test_cli_device_and_damaged_weights_are_one_line(tmp_path):
     _one_line_error(_cli("demo", "--model", "nosuch"), "unknown model 'nosuch'")
     res = _cli("--debug", "demo", "--model", "nosuch")
     assert res.exit_code != 0 and isinstance(res.exception, KeyError)  # --debug keeps the exception
+
+
+# -- values, sizes and ranges at the other entry points --------------------------------------------------
+
+
+def test_multimodal_video_of_the_wrong_size_or_frames():
+    model = tiny_multimodal()
+    inputs = model.input_adapter.example_inputs(1)
+    for bad in (torch.rand(1, 3, 3, 8, 8), torch.rand(1, 2, 3, 8, 12)):
+        with pytest.raises(ValueError, match="images must"):
+            model({**inputs, "image": bad})
+
+
+def test_inference_value_ranges(tmp_path):
+    from perceiver_io.inference import estimate_flow, load_image
+    from perceiver_io.visualize import flow_to_rgb
+
+    with pytest.raises(ValueError, match=r"floating-point images must be in \[0, 1\], got values in \[0, 255\]"):
+        load_image(torch.linspace(0, 255, 3 * 4 * 4).reshape(3, 4, 4))
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_image(str(tmp_path))
+    flow = perceiver_io.create_model("test-optical-flow").eval()
+    frame = torch.rand(3, 40, 60)
+    with pytest.raises(ValueError, match=r"tile_overlap must be an integer in \[0, 12\)"):
+        estimate_flow(flow, frame, frame, tile_overlap=100000)
+    with pytest.raises(ValueError, match="max_radius must be a positive number"):
+        flow_to_rgb(torch.zeros(4, 4, 2), max_radius=-1.0)
+
+
+def test_fill_mask_longer_than_the_model_is_refused():
+    model = perceiver_io.create_model("test-language-perceiver")  # 32 positions
+    with pytest.raises(ValueError, match=r"more than max_seq_len \(32\)"):
+        model.fill_mask("x" * 40 + "[MASK]")
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"lr": float("inf")}, "lr must be a finite non-negative number"),
+        ({"min_lr_ratio": 5.0}, r"min_lr_ratio must be in \[0, 1\]"),
+        ({"betas": (0.9, 1.5)}, "betas must be two numbers"),
+    ],
+)
+def test_train_config_ranges(override, needle):
+    from perceiver_io.training.trainer import TrainConfig
+
+    with pytest.raises(ConfigError, match=needle):
+        TrainConfig(**override)
+
+
+def test_query_grid_and_architecture_messages(tmp_path):
+    import json
+
+    from perceiver_io import QueryConfig
+
+    with pytest.raises(ConfigError, match=r"index_dims must be positive integers, got \(0, 4\)"):
+        QueryConfig(kind="fourier", index_dims=(0, 4))
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": "PerceiverForMaskedLM"}))
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+        perceiver_io.from_pretrained(tmp_path)  # a string architecture is understood, not "unsupported"

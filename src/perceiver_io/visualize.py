@@ -42,6 +42,8 @@ def flow_to_rgb(flow: Tensor, max_radius: float | None = None) -> Tensor:
     f = _as_flow(flow)
     u, v = f[..., 0], f[..., 1]
     mag = torch.sqrt(u * u + v * v)
+    if max_radius is not None and not (isinstance(max_radius, (int, float)) and max_radius > 0):
+        raise ValueError(f"max_radius must be a positive number of pixels (or None), got {max_radius!r}")
     if max_radius is None:
         max_radius = float(mag.max()) if mag.numel() else 0.0
     if not max_radius > 0:

@@ -56,6 +56,7 @@ class ImageAdapterConfig(Config):
     image_shape: tuple[int, int] = (224, 224)
     num_image_channels: int = 3
     num_frames: int | None = None
+    fixed_shape: bool = False  # inputs must be exactly image_shape (outputs tied to that grid)
     prep_type: PrepType = "pixels"
     pixel_patch_size: int | None = None
     spatial_downsample: int = 1
@@ -273,6 +274,11 @@ class ImageInputAdapter(InputAdapter):
         param = next(self.parameters(), None)
         if param is not None:
             check_dtype("images", images, param.dtype)
+        if c.fixed_shape and tuple(images.shape[-2:]) != tuple(c.image_shape):
+            raise ValueError(
+                f"images must be {c.image_shape[0]}×{c.image_shape[1]} (this model's outputs are tied to that "
+                f"grid), got shape {tuple(images.shape)}"
+            )
         if images.shape[-1] == 0 or images.shape[-2] == 0:
             raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
         if c.prep_type == "patches":

@@ -39,6 +39,7 @@ def video_image_config(
         temporal_downsample=temporal_patch_size,
         num_bands=num_frequency_bands,
         max_resolution=None if max_resolution is None else tuple(max_resolution),
+        fixed_shape=True,  # the video head decodes exactly video_shape
     )
 
 

@@ -210,6 +210,8 @@ def load_transformers_checkpoint(directory: str | Path):
     directory = Path(directory)
     hf_config = json.loads((directory / "config.json").read_text())
     archs = hf_config.get("architectures") or []
+    if isinstance(archs, str):
+        archs = [archs]
     known = [a for a in archs if a in CONVERTERS]
     if not known:
         raise ValueError(

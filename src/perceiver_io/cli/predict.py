@@ -107,7 +107,9 @@ def predict_flow(
     save_npy: Annotated[
         Path | None, typer.Option(help="also write the raw flow (H, W, 2) float32, pixels, to this .npy")
     ] = None,
-    tile_overlap: int = typer.Option(20, min=0, help="minimum overlap in pixels of the tiles at the training size"),
+    tile_overlap: int | None = typer.Option(
+        None, min=0, help="minimum overlap in pixels of the tiles at the training size (default 20)"
+    ),
     flow_scale: float | None = typer.Option(
         None,
         help="multiplies the model output (already ÷ rescale_factor); default the published checkpoint's "

@@ -50,7 +50,7 @@ def estimate_flow(
     model: torch.nn.Module,
     frame1: ImageLike,
     frame2: ImageLike,
-    tile_overlap: int = 20,
+    tile_overlap: int | None = None,
     tile_size: Sequence[int] | None = None,
     flow_scale: float | None = None,
     batch_size: int = 1,
@@ -60,7 +60,8 @@ def estimate_flow(
 
     As the official colab: pixels are mapped to ``[-1, 1]`` (``x / 255 · 2 - 1``); the image is
     covered by tiles of the model's training size (``config.image_size``, or ``tile_size``;
-    clipped to the image where it is smaller) overlapping by at least ``tile_overlap`` pixels;
+    clipped to the image where it is smaller) overlapping by at least ``tile_overlap`` pixels
+    (default: the colab's 20, or half the tile for tiles under 40 pixels; it must be less than the tile);
     each tile's flow (3×3 patches are extracted per tile by the model) is weighted by
     :func:`flow_tile_weights` and the weighted flows are averaged. The model outputs flow ÷
     ``rescale_factor``; ``flow_scale`` (default: the ``optical-flow-perceiver`` preset's
@@ -83,11 +84,14 @@ def estimate_flow(
     if min(th, tw) < 1:
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     frames = torch.stack([f1, f2]) / 255.0 * 2.0 - 1.0  # (2, 3, H, W) in [-1, 1]
-    tiles = [
-        (y, x)
-        for y in flow_tile_starts(h, th, min(tile_overlap, th - 1))
-        for x in flow_tile_starts(w, tw, min(tile_overlap, tw - 1))
-    ]
+    if tile_overlap is None:
+        tile_overlap = min(20, min(th, tw) // 2)
+    if not isinstance(tile_overlap, int) or not 0 <= tile_overlap < min(th, tw):
+        raise ValueError(
+            f"tile_overlap must be an integer in [0, {min(th, tw)}) for {th}×{tw} tiles, got {tile_overlap!r} "
+            "(a larger overlap would mean a tile every pixel)"
+        )
+    tiles = [(y, x) for y in flow_tile_starts(h, th, tile_overlap) for x in flow_tile_starts(w, tw, tile_overlap)]
     weights = flow_tile_weights(th, tw)[..., None]  # (th, tw, 1)
     flow = torch.zeros(h, w, 2)
     total = torch.zeros(h, w, 1)

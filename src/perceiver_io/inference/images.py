@@ -35,6 +35,8 @@ def load_image(image: ImageLike, name: str = "image") -> Tensor:
         except ImportError as e:  # pragma: no cover - optional extra
             raise ImportError("reading image files needs Pillow: pip install 'perceiver-io[vision]'") from e
         path = os.fspath(image)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{name}: {path!r} is a directory, not an image file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{name}: no such file {path!r}")
         try:
@@ -59,6 +61,13 @@ def load_image(image: ImageLike, name: str = "image") -> Tensor:
     if image.dtype == torch.uint8:
         image = image.float()
     elif image.is_floating_point():
+        if image.numel():
+            lo, hi = float(image.min()), float(image.max())
+            if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+                raise ValueError(
+                    f"{name}: floating-point images must be in [0, 1], got values in [{lo:g}, {hi:g}] "
+                    "(pass uint8 for 0-255 images)"
+                )
         image = image.float() * 255.0
     else:
         raise TypeError(f"{name} must be uint8 (0-255) or floating point (0-1), got dtype {image.dtype}")

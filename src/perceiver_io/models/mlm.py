@@ -103,7 +103,10 @@ class MaskedLanguageModel(PerceiverIOBase):
         """Replace every ``[MASK]`` (one byte each) in ``text`` by the most likely byte."""
         tokenizer = tokenizer or BytesTokenizer()
         device = self.input_adapter.token_embedding.weight.device
-        input_ids, input_mask = tokenizer(text, max_length=self.config.text.max_seq_len)
+        n, max_len = len(tokenizer.encode(text)) + 2, self.config.text.max_seq_len
+        if n > max_len:  # truncating would silently drop [MASK]s
+            raise ValueError(f"text is {n} tokens with [CLS]/[SEP], more than max_seq_len ({max_len})")
+        input_ids, input_mask = tokenizer(text, max_length=max_len)
         input_ids, input_mask = input_ids.to(device), input_mask.to(device)
         logits = self(input_ids, input_mask).logits[0]
         ids = input_ids[0].clone()

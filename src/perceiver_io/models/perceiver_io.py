@@ -41,6 +41,8 @@ class QueryConfig(Config):
         self._positive("num_queries", "num_bands")
         if self.kind == "fourier" and not self.index_dims:
             raise ConfigError("QueryConfig.index_dims must be given when kind='fourier'")
+        if self.index_dims is not None and any(not isinstance(n, int) or n <= 0 for n in self.index_dims):
+            raise ConfigError(f"QueryConfig.index_dims must be positive integers, got {self.index_dims!r}")
 
     def num_channels(self, num_input_channels: int, num_query_channels: int) -> int:
         if self.kind == "fourier":

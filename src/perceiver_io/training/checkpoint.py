@@ -78,12 +78,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
 
     def write(tmp: str) -> None:
+        full = False
         try:
             torch.save(state, tmp)
         except (RuntimeError, OSError) as e:  # torch's zip writer reports a full disk as "unexpected pos"
-            if getattr(e, "errno", None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < 1 << 16:
-                raise OSError(errno.ENOSPC, f"No space left on device: cannot write checkpoint {str(path)!r}") from None
-            raise
+            if getattr(e, "errno", None) != errno.ENOSPC and shutil.disk_usage(path.parent).free >= 1 << 16:
+                raise
+            full = True
+        if full:  # raised outside the handler, so the failed writer (and its open file) is freed now
+            raise OSError(errno.ENOSPC, f"No space left on device: cannot write checkpoint {str(path)!r}")
         digest = file_sha256(tmp)
         atomic_write(checksum_path(path), lambda t: Path(t).write_text(digest + "\n"))
 

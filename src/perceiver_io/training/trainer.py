@@ -95,8 +95,14 @@ class TrainConfig(Config):
         self._positive("num_threads", "eval_batches", "stop_after_steps", allow_none=True)
         for name in ("lr", "weight_decay", "eps", "grad_clip", "min_lr_ratio"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ConfigError(f"TrainConfig.{name} must be a non-negative number, got {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
+                raise ConfigError(f"TrainConfig.{name} must be a finite non-negative number, got {v!r}")
+        if self.min_lr_ratio > 1:
+            raise ConfigError(
+                f"TrainConfig.min_lr_ratio must be in [0, 1] (a fraction of lr), got {self.min_lr_ratio!r}"
+            )
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("warmup_steps", "eval_every", "keep_checkpoints"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
