@@ -444,3 +444,59 @@ def test_query_grid_and_architecture_messages(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": "PerceiverForMaskedLM"}))
     with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
         perceiver_io.from_pretrained(tmp_path)  # a string architecture is understood, not "unsupported"
+
+
+def test_autoencode_video_outside_its_range():
+    from perceiver_io.inference import autoencode
+
+    model = tiny_multimodal()
+    with pytest.raises(ValueError, match=r"video must have values in \[0, 1\].*got \[0, 255\]"):
+        autoencode(model, video=torch.linspace(0, 255, 2 * 3 * 8 * 8).reshape(2, 3, 8, 8))
+
+
+class _Foreign:
+    """An arbitrary object: unpickling it would run this module's code."""
+
+
+def test_foreign_pickle_is_not_advised_to_be_unpickled(tmp_path):
+    from perceiver_io.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "step-00000001.pt"
+    torch.save({"model": {}, "step": 1, "x": _Foreign()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "is unreadable or corrupted (it holds objects a training checkpoint never contains)" in str(info.value)
+    assert "trust" not in str(info.value)
+
+
+def test_sigkill_at_random_moments_never_leaves_a_partial_checkpoint(tmp_path):
+    """Kill a training process (checkpoint every step) at three random moments, resuming in between:
+    every file under a checkpoint's name is complete and verified, and the last resume finishes."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from perceiver_io.training.checkpoint import list_checkpoints, load_checkpoint
+    from test_training import as_args
+
+    _, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    args = as_args(tiny_mlm(corpus, run, **{"train.max_steps": 60, "train.checkpoint_every": 1}))
+    cmd = [sys.executable, "-m", "perceiver_io.cli", "train", "mlm", *args]
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and not list_checkpoints(run / "checkpoints"):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for p in list_checkpoints(run / "checkpoints"):
+            assert load_checkpoint(p)["step"] == int(p.name[5:13])  # complete, and its sha256 matches
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["step"] == 60

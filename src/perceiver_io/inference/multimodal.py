@@ -76,6 +76,12 @@ def autoencode(
             raise ValueError("video, audio and label must all have the same batch dimension (or none)")
         batched = is_batched
         batch = shape[0] if is_batched else 1
+        if name == "video" and x.numel():
+            if not x.is_floating_point():
+                raise TypeError(f"video must be floating point with values in [0, 1], got dtype {x.dtype}")
+            lo, hi = float(x.min()), float(x.max())
+            if not (lo >= 0.0 and hi <= 1.0):
+                raise ValueError(f"video must have values in [0, 1] (the model's training range), got [{lo:g}, {hi:g}]")
     device = _model_device(model)
     inputs, mask_probs = {}, {}
     for name, key in (("video", "image"), ("audio", "audio"), ("label", "label")):

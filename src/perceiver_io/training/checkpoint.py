@@ -117,6 +117,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle/zip errors vary by corruption
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights only load failed" in reason.lower():  # never advise unsafe unpickling of a foreign file
+            reason = "it holds objects a training checkpoint never contains"
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable or corrupted ({reason})") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise CheckpointError(f"{str(path)!r} is not a perceiver-io training checkpoint (no 'model'/'step')")
