@@ -500,3 +500,89 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_checkpoint(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1])["step"] == 60
+
+
+# -- found in review ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "renames"),
+    [
+        ("perceiver-io-tiny", {"head.query_builder.": "query_builder."}),
+        ("test-language-perceiver", {"head.query_builder.": "query_builder.", "head.bias": "output_adapter.bias"}),
+        ("test-perceiver", {"head.projection.": "head."}),
+        (
+            "test-multimodal-perceiver",
+            {
+                "head.heads.label.query_builder.": "query_builder.builders.label.",
+                "head.padding.": "query_builder.padding.",
+                "head.heads.": "output_adapter.adapters.",
+            },
+        ),
+    ],
+)
+def test_models_saved_by_earlier_versions_still_load(name, renames, tmp_path):
+    """State-dict names from before output heads (``query_builder.*``, ``output_adapter.*``) are upgraded."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = perceiver_io.create_model(name).eval()
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    old = {}
+    for key, value in state.items():
+        for new, legacy in renames.items():
+            if key.startswith(new):
+                key = legacy + key[len(new) :]
+                break
+        old[key] = value
+    assert set(old) != set(state)
+    save_file(old, str(tmp_path / "model.safetensors"))
+    meta = json.loads((tmp_path / "config.json").read_text())
+    del meta["weights_sha256"]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = perceiver_io.from_pretrained(tmp_path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_an_unregistered_model_class_loads_through_its_own_from_pretrained(tmp_path):
+    class MyPerceiverIO(perceiver_io.PerceiverIO):
+        pass
+
+    model = MyPerceiverIO(perceiver_io.get_config("perceiver-io-tiny"))
+    model.save_pretrained(tmp_path)
+    assert type(MyPerceiverIO.from_pretrained(tmp_path)) is MyPerceiverIO
+    with pytest.raises(ValueError, match="unknown model_class 'MyPerceiverIO'"):
+        perceiver_io.from_pretrained(tmp_path)
+
+
+def test_rank_zero_problems_raise_everywhere_without_distributed():
+    from perceiver_io.training.distributed import raise_on_all_ranks
+    from perceiver_io.training.rundir import RunDirError
+
+    raise_on_all_ranks(None, RunDirError)
+    with pytest.raises(RunDirError, match="in use"):
+        raise_on_all_ranks("run directory 'x' is in use", RunDirError)
+
+
+def test_fourier_chunks_equal_the_whole_grid_bit_for_bit():
+    from perceiver_io.queries import FourierQueries
+
+    q = FourierQueries((4, 7, 9), 3, (8, 14, 18))
+    whole = q(1)
+    pieces = torch.cat([q.chunk(1, s, min(s + 50, 252)) for s in range(0, 252, 50)], dim=1)
+    assert torch.equal(pieces, whole)
+
+
+def test_a_fresh_run_is_refused_where_a_run_without_checkpoints_left_files(tmp_path):
+    from perceiver_io.training.rundir import RunDirError
+
+    fit, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,split,metric,value\n1,train,loss,5.0\n")
+    with pytest.raises(RunDirError, match=r"holds another run \(metrics.csv\)"):
+        fit(tiny_mlm(corpus, run))

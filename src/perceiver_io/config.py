@@ -58,11 +58,6 @@ class Config:
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"{type(self).__name__}.{name} must be in [0, 1), got {value!r}")
 
-    def _one_of(self, name: str, choices: tuple) -> None:
-        value = getattr(self, name)
-        if value not in choices:
-            raise ConfigError(f"{type(self).__name__}.{name} must be one of {choices}, got {value!r}")
-
     def _divisible(self, name: str, value: int | None, heads_name: str) -> None:
         heads = getattr(self, heads_name)
         if value is not None and value % heads != 0:
@@ -114,7 +109,11 @@ class Config:
 def _checked_fields(cls: type) -> dict[str, tuple[tuple | None, bool, bool]]:
     """Per field of a config class: (Literal choices or None, is a bool, may be None)."""
     out = {}
-    for name, hint in typing.get_type_hints(cls).items():
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # a config class whose annotations name local types: no checks from hints
+        return out
+    for name, hint in hints.items():
         args = typing.get_args(hint)
         optional = type(None) in args
         inner = [a for a in args if a is not type(None)] if optional else [hint]

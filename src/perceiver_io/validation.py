@@ -19,9 +19,9 @@ _CHECK_FINITE = True
 
 
 def allow_non_finite(allow: bool = True) -> None:
-    """Switch off (``True``) or on (``False``) the check that real input rows are finite. The check
-    costs one pass over the inputs and, on a GPU, a host sync per forward; it is skipped under
-    ``torch.compile``."""
+    """Switch off (``True``) or on (``False``) the check that real input rows of CPU tensors are finite.
+    It costs one pass over the inputs; it is skipped under ``torch.compile`` and on accelerators,
+    where it would be a host sync per forward."""
     global _CHECK_FINITE
     _CHECK_FINITE = not allow
 
@@ -78,8 +78,10 @@ def check_indices(name: str, indices: Tensor, size: int) -> None:
 
 
 def check_finite(name: str, x: Tensor) -> None:
-    """NaN or Inf in ``x`` (padding already zeroed) -> ``ValueError`` (see :func:`allow_non_finite`)."""
-    if not _CHECK_FINITE or torch.compiler.is_compiling() or not x.is_floating_point():
+    """NaN or Inf in ``x`` (padding already zeroed) -> ``ValueError`` (see :func:`allow_non_finite`).
+
+    Checked for CPU tensors only: on an accelerator the check would be a host sync per forward."""
+    if not _CHECK_FINITE or torch.compiler.is_compiling() or not x.is_floating_point() or x.device.type != "cpu":
         return
     if not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()

@@ -28,7 +28,13 @@ from perceiver_io.adapters.base import AdaptedInputs, InputAdapter
 from perceiver_io.heads import ModalityHead, OutputHead
 from perceiver_io.queries import LazyQueries
 
-__all__ = ["MultimodalInputAdapter", "MultimodalHead", "MultimodalAutoencoderOutput", "split_modalities"]
+__all__ = [
+    "MultimodalInputAdapter",
+    "MultimodalHead",
+    "MultimodalAutoencoderOutput",
+    "MultimodalOutput",
+    "split_modalities",
+]
 
 
 def _padding_parameter(width: int, init_scale: float) -> nn.Parameter:
@@ -142,6 +148,14 @@ class MultimodalAutoencoderOutput:
         return {"audio": self.audio, "image": self.image, "label": self.label}
 
 
+@dataclass
+class MultimodalOutput:
+    """Any other set of modalities: ``outputs`` ``{modality: output}``; ``latents`` ``(B, N, D)``."""
+
+    outputs: dict[str, Tensor]
+    latents: Tensor
+
+
 class MultimodalHead(OutputHead):
     """Per-modality heads decoded through one shared cross-attention, one query group per modality.
 
@@ -208,7 +222,9 @@ class MultimodalHead(OutputHead):
     def row_fn(self, group: str) -> Callable[[Tensor], Tensor] | None:
         return self.heads[group].projection
 
-    def finish(self, rows, latents, inputs, indices) -> MultimodalAutoencoderOutput:
+    def finish(self, rows, latents, inputs, indices) -> MultimodalAutoencoderOutput | MultimodalOutput:
         indices = self._check_indices(indices)
         out = {m: h.arrange(rows[m], subsampled=indices.get(m) is not None) for m, h in self.heads.items()}
-        return MultimodalAutoencoderOutput(latents=latents, **out)
+        if set(out) == {"audio", "image", "label"}:
+            return MultimodalAutoencoderOutput(latents=latents, **out)
+        return MultimodalOutput(outputs=out, latents=latents)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_model
 
-from perceiver_io.registry import model_class
+from perceiver_io.registry import model_class as registered_class
 
 if TYPE_CHECKING:
     from perceiver_io.models.base import PerceiverModel
 
-__all__ = ["save_pretrained", "from_pretrained", "atomic_write", "file_sha256"]
+__all__ = ["save_pretrained", "from_pretrained", "atomic_write", "file_sha256", "upgrade_state_dict"]
 
 FORMAT = "perceiver-io"
 CONFIG_NAME = "config.json"
@@ -63,8 +63,45 @@ def save_pretrained(model: PerceiverModel, directory: str | os.PathLike) -> None
     atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
 
 
-def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> PerceiverModel:
-    """Load a model directory written by :func:`save_pretrained`; returns it in eval mode."""
+# our state-dict names before output heads existed (saved by earlier versions) -> today's
+_LEGACY_PREFIXES = (
+    ("query_builder.builders.", None),  # multimodal: handled below
+    ("query_builder.padding.", "head.padding."),
+    ("query_builder.", "head.query_builder."),
+    ("output_adapter.adapters.", "head.heads."),
+    ("output_adapter.", "head."),
+)
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Rename keys saved by earlier versions of this library (``query_builder.*``, ``output_adapter.*``,
+    the original Perceiver's ``head.*``) to today's names, where today's model expects them."""
+    out = {}
+    for key, value in state.items():
+        new = key
+        if key not in expected:
+            if key.startswith("query_builder.builders."):  # multimodal per-modality queries
+                m, rest = key[len("query_builder.builders.") :].split(".", 1)
+                new = f"head.heads.{m}.query_builder.{rest}"
+            elif key in ("head.weight", "head.bias"):  # the original Perceiver's pooling head
+                new = "head.projection." + key.split(".")[1]
+            else:
+                for old, repl in _LEGACY_PREFIXES:
+                    if repl is not None and key.startswith(old):
+                        new = repl + key[len(old) :]
+                        break
+        out[new if new in expected else key] = value
+    return out
+
+
+def from_pretrained(
+    directory: str | os.PathLike, map_location: str | torch.device = "cpu", model_class: type | None = None
+) -> PerceiverModel:
+    """Load a model directory written by :func:`save_pretrained`; returns it in eval mode.
+
+    ``model_class``: the class to build when ``config.json`` names it (a class of your own that is
+    not registered through a preset); otherwise the registry's class of that name.
+    """
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
@@ -80,10 +117,13 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             return load_transformers_checkpoint(directory).to(map_location)
         raise ValueError(f'{config_path} is not a perceiver-io config (missing "format": "{FORMAT}")')
     name = meta.get("model_class")
-    try:
-        cls = model_class(name)
-    except ValueError as e:
-        raise ValueError(f"{config_path}: {e}") from None
+    if model_class is not None and model_class.__name__ == name:
+        cls = model_class
+    else:
+        try:
+            cls = registered_class(name)
+        except ValueError as e:
+            raise ValueError(f"{config_path}: {e}") from None
     model = cls(cls.config_class.from_dict(meta["config"]))
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
@@ -95,14 +135,19 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             "save or download the model again"
         )
     try:
-        missing, unexpected = load_model(model, weights, strict=False, device=str(map_location))
+        state = load_file(str(weights), device=str(map_location))
     except SafetensorError as e:  # a damaged or foreign file
         raise ValueError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    except RuntimeError as e:  # shapes that do not match the config: name every key, on one line
-        details = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())
+    state = upgrade_state_dict(state, set(model.state_dict()))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        if not str(e).startswith("Error(s) in loading state_dict"):
+            raise
+        details = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())  # every key, one line
         raise ValueError(f"{weights} does not match {name} as configured in {config_path.name}: {details}") from None
     if missing or unexpected:
         raise ValueError(
             f"{weights} does not match {name}: missing keys {sorted(missing)}, unexpected {sorted(unexpected)}"
         )
-    return model.eval()
+    return model.to(map_location).eval()

@@ -52,6 +52,8 @@ def user_errors():
     """Report the library's errors on user input as one line on stderr and exit with status 1."""
     try:
         yield
+    except typer.Exit:
+        raise
     except (ValueError, TypeError, KeyError, ImportError, OSError, RuntimeError) as e:
         _fail(e)
 
@@ -70,5 +72,5 @@ def train_errors():
         yield
     except ConfigError as e:
         _fail(e, 2)
-    except (CheckpointError, DataUnavailable, DataError, RunDirError, OSError) as e:
+    except (CheckpointError, DataUnavailable, DataError, RunDirError, OSError, ValueError) as e:
         _fail(e)

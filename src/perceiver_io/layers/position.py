@@ -41,7 +41,8 @@ def index_positions(
     """Positions of grid points given as flat (row-major) indices ``(P,)`` -> ``(P, d)``.
 
     ``formula="subsampled"``: the official subsampled-decoding positions ``-1 + 2·i/n`` per axis;
-    ``formula="grid"``: the full grid's ``linspace(-1, 1, n)`` positions, ``-1 + 2·i/(n-1)``.
+    ``formula="grid"``: the full grid's ``linspace(-1, 1, n)`` positions (``-1 + 2·i/(n-1)``, taken
+    from ``linspace`` itself so that they equal :func:`grid_positions` exactly).
     """
     if formula not in ("subsampled", "grid"):
         raise ValueError(f"formula must be 'subsampled' or 'grid', got {formula!r}")
@@ -50,11 +51,13 @@ def index_positions(
     for n in reversed(index_dims):
         coords.append(rest % n)
         rest = torch.div(rest, n, rounding_mode="floor")
-    coords = torch.stack(coords[::-1], dim=-1).to(dtype)
+    coords = coords[::-1]
+    if formula == "grid":  # the very values of linspace(-1, 1, n), so chunks equal the whole grid bit for bit
+        axes = [torch.linspace(-1.0, 1.0, n, device=indices.device, dtype=dtype) for n in index_dims]
+        return torch.stack([axis[c] for axis, c in zip(axes, coords, strict=True)], dim=-1)
+    coords = torch.stack(coords, dim=-1).to(dtype)
     dims = torch.tensor(list(index_dims), dtype=dtype, device=indices.device)
-    if formula == "subsampled":
-        return -1.0 + 2.0 * coords / dims
-    return -1.0 + 2.0 * coords / (dims - 1).clamp(min=1)  # linspace(-1, 1, 1) == [-1]
+    return -1.0 + 2.0 * coords / dims
 
 
 def num_fourier_channels(num_axes: int, num_bands: int, concat_pos: bool = True, sine_only: bool = False) -> int:
@@ -124,7 +127,8 @@ class FourierPositionEncoding(nn.Module):
     ``forward(batch_size, indices=idx)`` the points at flat indices ``idx (P,)``.
     Full-grid features are computed on the requested device and cached per (shape, device, dtype)
     when they hold at most ``CACHE_LIMIT`` values (2^24, 64 MiB in fp32: ImageNet's 224² grid and the
-    Kinetics video grid are cached); larger grids (a 368×496 flow frame: 47M values) are recomputed
+    Kinetics input patch grid 16×56×56 are cached); larger grids (the Kinetics output pixel grid,
+    156M values, is only ever built in chunks) (a 368×496 flow frame: 47M values) are recomputed
     per call, which costs a few tens of ms where keeping them would hold their memory for good.
     """
 

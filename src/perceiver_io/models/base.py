@@ -70,7 +70,7 @@ class PerceiverModel(nn.Module):
         it must be of this class (or a subclass)."""
         from perceiver_io.checkpoints import from_pretrained
 
-        model = from_pretrained(directory, **kwargs)
+        model = from_pretrained(directory, model_class=cls, **kwargs)
         if not isinstance(model, cls):
             raise TypeError(f"{os.fspath(directory)} holds a {type(model).__name__}, not a {cls.__name__}")
         return model

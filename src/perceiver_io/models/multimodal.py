@@ -217,7 +217,9 @@ class MultimodalAutoencoder(PerceiverIOBase):
         """Random inputs and, as in training, a random subset of 512 pixels and 64 audio patches to decode."""
         sizes = self.head.sizes()
         idx = {m: torch.randperm(sizes[m])[:n] for m, n in (("image", 512), ("audio", 64))}
-        return {"inputs": self.input_adapter.example_inputs(batch_size), "query_indices": idx}
+        inputs = self.input_adapter.example_inputs(batch_size)
+        inputs["image"] = (inputs["image"] + 1) / 2  # video in the model's training range [0, 1]
+        return {"inputs": inputs, "query_indices": idx}
 
 
 @register_model(

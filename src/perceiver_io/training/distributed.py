@@ -9,7 +9,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "broadcast_object", "barrier"]
+__all__ = [
+    "raise_on_all_ranks",
+    "DistInfo",
+    "setup_distributed",
+    "cleanup_distributed",
+    "all_reduce_sum",
+    "broadcast_object",
+    "barrier",
+]
 
 
 @dataclass
@@ -61,6 +69,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def raise_on_all_ranks(message: str | None, error: type[Exception]) -> None:
+    """Rank 0 found a problem (``message``): raise ``error(message)`` on every rank, so that no rank is
+    left waiting in a collective. Without distributed training, just raise when there is a message."""
+    message = broadcast_object(message)
+    if message is not None:
+        raise error(message)
 
 
 def barrier() -> None:

@@ -58,7 +58,9 @@ def run_train(
         else:
             raise FileNotFoundError(f"--resume: no such checkpoint file or run directory {resume!r}")
         _, saved = load_run_config(run_dir, task_name)
-        base = flatten(saved)
+        base = {
+            k: v for k, v in flatten(saved).items() if k not in ("train.resume", "train.resume_from", "train.run_dir")
+        }
         parsed = {"train.run_dir": str(run_dir), "train.resume": True, **parsed}
     cfg = build_config(task_name, config_file, parsed, base=base)
     task = cls(cfg, log=echo)

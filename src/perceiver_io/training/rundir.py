@@ -38,6 +38,14 @@ RUNTIME_KEYS = frozenset(
         "train.tensorboard",
         "train.plot",
         "train.log_every",
+        "train.eval_every",
+        "train.eval_batches",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.save_model",
+        "train.compile",
+        "train.activation_checkpointing",
+        "data.cache_dir",
     }
 )
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from perceiver_io.checkpoints import upgrade_state_dict
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.training.checkpoint import (
     CheckpointError,
@@ -43,11 +44,12 @@ from perceiver_io.training.distributed import (
     barrier,
     broadcast_object,
     cleanup_distributed,
+    raise_on_all_ranks,
     setup_distributed,
 )
 from perceiver_io.training.logging import MetricLogger
 from perceiver_io.training.optim import build_optimizer
-from perceiver_io.training.rundir import RunLock, check_run_dir, new_run_dir
+from perceiver_io.training.rundir import RunDirError, RunLock, check_run_dir, new_run_dir
 from perceiver_io.training.schedule import build_scheduler
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "default_run_dir"]
@@ -132,9 +134,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"train.device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name}: CUDA is not available (no GPU or a CPU build of torch); use cpu")
+    return device
 
 
 def auto_threads() -> int:
@@ -226,7 +231,13 @@ class Trainer:
         run_dir = Path(broadcast_object(str(run_dir)))
         self.run_dir = run_dir
         ckpt_dir = run_dir / "checkpoints"
-        lock = RunLock(run_dir).acquire() if d.is_main else None  # held until this run ends
+        lock, error = None, None
+        if d.is_main:
+            try:
+                lock = RunLock(run_dir).acquire()  # held until this run ends
+            except RunDirError as e:
+                error = str(e)
+        raise_on_all_ranks(error, RunDirError)
         try:
             return self._fit_locked(run_dir, ckpt_dir)
         finally:
@@ -236,11 +247,13 @@ class Trainer:
     def _fit_locked(self, run_dir: Path, ckpt_dir: Path) -> TrainResult:
         c, task, d = self.cfg, self.task, self.dist
         resume_path = Path(c.resume_from) if c.resume_from else (latest_checkpoint(ckpt_dir) if c.resume else None)
+        error = None
         if d.is_main:
-            check_run_dir(
-                run_dir, task.name, task.config.to_dict(), c.resume or c.resume_from is not None, c.allow_config_change
-            )
-        barrier()
+            try:
+                check_run_dir(run_dir, task.name, task.config.to_dict(), resume_path is not None, c.allow_config_change)
+            except RunDirError as e:
+                error = str(e)
+        raise_on_all_ranks(error, RunDirError)  # every rank stops, none waits in a barrier
 
         # data: rank 0 fetches, everyone loads
         if d.is_main:
@@ -268,11 +281,12 @@ class Trainer:
         if resume_path is not None:
             state = load_checkpoint(resume_path)
             try:
-                model.load_state_dict(state["model"])
+                model.load_state_dict(upgrade_state_dict(state["model"], set(model.state_dict())))
                 optimizer.load_state_dict(state["optimizer"])
             except (RuntimeError, ValueError, KeyError) as e:
+                details = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())  # every key
                 raise CheckpointError(
-                    f"checkpoint {str(resume_path)!r} does not match this model/optimizer: {str(e).splitlines()[0]}"
+                    f"checkpoint {str(resume_path)!r} does not match this model/optimizer: {details}"
                 ) from None
             scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state and state["scaler"]:
@@ -386,6 +400,7 @@ class Trainer:
         return metrics
 
     def _save(self, ckpt_dir: Path, step: int, model, optimizer, scheduler, scaler) -> None:
+        error: OSError | None = None
         if self.dist.is_main:
             epoch, offset = divmod(step, self.steps_per_epoch)
             state: dict[str, Any] = {
@@ -401,8 +416,18 @@ class Trainer:
                 "task": self.task.name,
                 "config": json.dumps(self.task.config.to_dict()),
             }
-            save_checkpoint(checkpoint_path(ckpt_dir, step), state)
-            if self.cfg.keep_checkpoints:
-                for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
-                    remove_checkpoint(old)
+            try:
+                save_checkpoint(checkpoint_path(ckpt_dir, step), state)
+            except OSError as e:  # e.g. disk full: tell the other ranks instead of leaving them in a barrier
+                error = e
+            else:
+                if self.cfg.keep_checkpoints:
+                    for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
+                        remove_checkpoint(old)
+        if self.dist.enabled:
+            message = broadcast_object(None if error is None else str(error))
+            if message is not None and error is None:
+                raise OSError(message)
+        if error is not None:
+            raise error
         barrier()
