@@ -22,7 +22,7 @@ from perceiver_io.layers.blocks import Activation, CrossAttentionBlock, SelfAtte
 from perceiver_io.layers.position import TrainablePositionEncoding
 from perceiver_io.validation import check_dtype, check_finite, check_inputs
 
-__all__ = ["EncoderConfig", "PerceiverEncoder"]
+__all__ = ["EncoderConfig", "PerceiverEncoder", "tiny_encoder"]
 
 
 @dataclass
@@ -76,6 +76,19 @@ class EncoderConfig(Config):
         self._divisible(
             "self_attention_v_channels (default qk)", self.self_attention_v_channels or qk, "num_self_attention_heads"
         )
+
+
+def tiny_encoder(**overrides) -> EncoderConfig:
+    """The encoder of the tiny ``test-*`` presets: 8 × 32 latents, 1 block × 2 self-attention layers,
+    1 cross-attention head and 4 self-attention heads; ``overrides`` change any field."""
+    return EncoderConfig(
+        num_latents=8,
+        num_latent_channels=32,
+        num_blocks=1,
+        num_self_attends_per_block=2,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+    ).replace(**overrides)
 
 
 class PerceiverEncoder(nn.Module):

@@ -14,7 +14,7 @@ from perceiver_io.adapters.image import ImageAdapterConfig, ImageInputAdapter
 from perceiver_io.adapters.text import TextAdapterConfig, TextInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.heads import ClassificationHead, ClassifierOutput
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.queries import LearnedQueries
@@ -199,13 +199,7 @@ def test_vision_perceiver() -> ImageClassifierConfig:
     """Tiny image classifier: 16×16 pixels + 2-D Fourier features (4 bands), 8 × 32 latents, 5 classes."""
     return ImageClassifierConfig(
         image=ImageAdapterConfig(image_shape=(16, 16), prep_type="pixels", num_bands=4),
-        encoder=EncoderConfig(
-            num_latents=8,
-            num_latent_channels=32,
-            num_blocks=2,
-            num_self_attends_per_block=1,
-            num_self_attention_heads=4,
-        ),
+        encoder=tiny_encoder(num_blocks=2, num_self_attends_per_block=1),
         num_classes=5,
     )
 
@@ -217,7 +211,7 @@ def test_vision_perceiver_conv() -> ImageClassifierConfig:
         image=ImageAdapterConfig(
             image_shape=(32, 32), prep_type="conv", spatial_downsample=4, out_channels=8, num_bands=4
         ),
-        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=1),
+        encoder=tiny_encoder(num_self_attends_per_block=1),
         num_classes=3,
     )
 
@@ -234,7 +228,7 @@ def test_vision_perceiver_learned() -> ImageClassifierConfig:
             num_position_channels=8,
             project_pos_dim=8,
         ),
-        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=1),
+        encoder=tiny_encoder(num_self_attends_per_block=1),
         num_classes=3,
     )
 
@@ -244,6 +238,6 @@ def test_text_classifier() -> TextClassifierConfig:
     """Tiny byte-level text classifier: 32 bytes, C = 16, 8 × 32 latents, 2 classes."""
     return TextClassifierConfig(
         text=TextAdapterConfig(max_seq_len=32, num_channels=16),
-        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=2),
+        encoder=tiny_encoder(),
         num_classes=2,
     )

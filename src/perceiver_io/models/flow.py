@@ -15,7 +15,7 @@ from perceiver_io.adapters.flow import FlowHead, OpticalFlowOutput, flow_image_c
 from perceiver_io.adapters.image import ImageInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
 
@@ -132,11 +132,5 @@ def test_optical_flow() -> OpticalFlowConfig:
         image_size=(12, 16),
         num_patch_channels=8,
         num_frequency_bands=8,
-        encoder=EncoderConfig(
-            num_latents=16,
-            num_latent_channels=32,
-            num_blocks=1,
-            num_self_attends_per_block=2,
-            num_self_attention_heads=4,
-        ),
+        encoder=tiny_encoder(num_latents=16),
     )

@@ -20,7 +20,7 @@ from perceiver_io.adapters.text import (
 )
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
 
@@ -133,11 +133,7 @@ def test_language_perceiver() -> MaskedLanguageModelConfig:
     """Tiny byte MLM: 32 bytes, C = 24, 8 × 32 latents, 2 layers; 2 decoder heads with qk 16 (as the published)."""
     return MaskedLanguageModelConfig(
         text=TextAdapterConfig(max_seq_len=32, num_channels=24),
-        encoder=EncoderConfig(
-            num_latents=8,
-            num_latent_channels=32,
-            num_blocks=1,
-            num_self_attends_per_block=2,
+        encoder=tiny_encoder(
             num_cross_attention_heads=2,
             num_self_attention_heads=2,
             cross_attention_qk_channels=16,

@@ -24,7 +24,7 @@ from perceiver_io.adapters.multimodal import MultimodalAutoencoderOutput, Multim
 from perceiver_io.adapters.video import VideoHead, video_image_config
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.layers.position import num_fourier_channels
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
@@ -249,6 +249,6 @@ def test_multimodal_perceiver() -> MultimodalAutoencoderConfig:
         num_classes=5,
         label_query_channels=16,
         mask_probs={"label": 0.5},  # the paper's training setting; mask tokens only where they can be drawn
-        encoder=EncoderConfig(num_latents=8, num_latent_channels=32, num_blocks=1, num_self_attends_per_block=2),
+        encoder=tiny_encoder(),
         decoder=DecoderConfig(num_output_channels=16, num_heads=1, use_query_residual=False),
     )

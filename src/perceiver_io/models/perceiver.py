@@ -14,7 +14,7 @@ from torch import nn
 from perceiver_io.adapters.base import IdentityInputAdapter
 from perceiver_io.adapters.image import ImageAdapterConfig, ImageInputAdapter
 from perceiver_io.config import Config, ConfigError
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.heads import ClassifierOutput, PoolingClassificationHead
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
@@ -90,13 +90,6 @@ def test_perceiver() -> PerceiverConfig:
     """Tiny original Perceiver on 12×12 pixels: 3 cross-attends (2 shared), 8 × 32 latents, 4 classes."""
     return PerceiverConfig(
         image=ImageAdapterConfig(image_shape=(12, 12), prep_type="pixels", num_bands=4),
-        encoder=EncoderConfig(
-            num_latents=8,
-            num_latent_channels=32,
-            num_blocks=3,
-            num_self_attends_per_block=1,
-            num_self_attention_heads=4,
-            cross_attend_every_block=True,
-        ),
+        encoder=tiny_encoder(num_blocks=3, num_self_attends_per_block=1, cross_attend_every_block=True),
         num_classes=4,
     )

@@ -9,7 +9,7 @@ from typing import Literal
 from perceiver_io.adapters.base import IdentityInputAdapter
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
-from perceiver_io.encoder import EncoderConfig, PerceiverEncoder
+from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.heads import PerceiverIOOutput, QueryHead
 from perceiver_io.layers.position import num_fourier_channels
 from perceiver_io.models.base import PerceiverIOBase
@@ -120,14 +120,7 @@ def perceiver_io_tiny() -> PerceiverIOConfig:
     """A tiny generic model for tests and demos: 32 inputs channels, 16 × 64 latents, 10 outputs."""
     return PerceiverIOConfig(
         num_input_channels=32,
-        encoder=EncoderConfig(
-            num_latents=16,
-            num_latent_channels=64,
-            num_blocks=2,
-            num_self_attends_per_block=2,
-            num_cross_attention_heads=1,
-            num_self_attention_heads=4,
-        ),
+        encoder=tiny_encoder(num_latents=16, num_latent_channels=64, num_blocks=2),
         decoder=DecoderConfig(num_output_channels=10, num_heads=1),
         queries=QueryConfig(kind="learned", num_queries=1),
     )
@@ -138,13 +131,7 @@ def test_perceiver_io_fourier() -> PerceiverIOConfig:
     """Tiny generic model decoding one query per point of a 6×5 Fourier grid (3 outputs per point)."""
     return PerceiverIOConfig(
         num_input_channels=12,
-        encoder=EncoderConfig(
-            num_latents=8,
-            num_latent_channels=32,
-            num_blocks=2,
-            num_self_attends_per_block=1,
-            num_self_attention_heads=4,
-        ),
+        encoder=tiny_encoder(num_blocks=2, num_self_attends_per_block=1),
         decoder=DecoderConfig(num_output_channels=3, num_heads=1),
         queries=QueryConfig(kind="fourier", index_dims=(6, 5), num_bands=4),
     )
@@ -155,13 +142,7 @@ def test_perceiver_io_inputs() -> PerceiverIOConfig:
     """Tiny generic model whose queries are its inputs (one output row per input row)."""
     return PerceiverIOConfig(
         num_input_channels=12,
-        encoder=EncoderConfig(
-            num_latents=8,
-            num_latent_channels=32,
-            num_blocks=1,
-            num_self_attends_per_block=2,
-            num_self_attention_heads=4,
-        ),
+        encoder=tiny_encoder(),
         decoder=DecoderConfig(num_output_channels=5, num_heads=2, use_query_residual=True),
         queries=QueryConfig(kind="inputs"),
     )
