@@ -586,3 +586,28 @@ def test_a_fresh_run_is_refused_where_a_run_without_checkpoints_left_files(tmp_p
     (run / "metrics.csv").write_text("step,split,metric,value\n1,train,loss,5.0\n")
     with pytest.raises(RunDirError, match=r"holds another run \(metrics.csv\)"):
         fit(tiny_mlm(corpus, run))
+
+
+def test_under_torchrun_a_locked_directory_stops_every_rank(tmp_path):
+    """Two ranks (gloo): rank 0 finds the run directory locked; both exit promptly with the error
+    instead of rank 1 waiting in a collective until a timeout."""
+    import os
+    import subprocess
+    import sys
+
+    from perceiver_io.training.rundir import RunLock
+    from test_training import as_args
+
+    _, tiny_mlm, write_corpus = _training()
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = str(30500 + os.getpid() % 1000)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    with RunLock(run):
+        res = subprocess.run(
+            [*launcher, "-m", "perceiver_io.cli", "train", "mlm", *as_args(tiny_mlm(corpus, run))],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert res.returncode != 0
+    assert (res.stdout + res.stderr).count("is in use by another run") >= 2, (res.stdout + res.stderr)[-3000:]
