@@ -220,7 +220,7 @@ class MultimodalHead(OutputHead):
         return out
 
     def row_fn(self, group: str) -> Callable[[Tensor], Tensor] | None:
-        return self.heads[group].projection
+        return self.heads[group].row_fn(group)
 
     def finish(self, rows, latents, inputs, indices) -> MultimodalAutoencoderOutput | MultimodalOutput:
         indices = self._check_indices(indices)

@@ -129,9 +129,10 @@ def from_pretrained(
     if not weights.is_file():
         raise FileNotFoundError(f"no {WEIGHTS_NAME} in {directory}")
     expected = meta.get("weights_sha256")
-    if expected is not None and file_sha256(weights) != expected:
+    actual = file_sha256(weights) if expected is not None else None
+    if actual != expected:
         raise ValueError(
-            f"{weights} is damaged: its sha256 is {file_sha256(weights)}, {config_path.name} recorded {expected}; "
+            f"{weights} is damaged: its sha256 is {actual}, {config_path.name} recorded {expected}; "
             "save or download the model again"
         )
     try:

@@ -197,8 +197,8 @@ def vision_perceiver_conv() -> ImageClassifierConfig:
 @register_model("test-vision-perceiver", ImageClassifier, info=PretrainedInfo(tiny=True, mean=(0.5,), std=(0.5,)))
 def test_vision_perceiver() -> ImageClassifierConfig:
     """Tiny image classifier: 16×16 pixels + 2-D Fourier features (4 bands), 8 × 32 latents, 5 classes."""
-    return ImageClassifierConfig(
-        image=ImageAdapterConfig(image_shape=(16, 16), prep_type="pixels", num_bands=4),
+    return vision_perceiver_fourier().replace(
+        image={"image_shape": (16, 16), "num_bands": 4},
         encoder=tiny_encoder(num_blocks=2, num_self_attends_per_block=1),
         num_classes=5,
     )
@@ -207,10 +207,8 @@ def test_vision_perceiver() -> ImageClassifierConfig:
 @register_model("test-vision-perceiver-conv", ImageClassifier, info=PretrainedInfo(tiny=True))
 def test_vision_perceiver_conv() -> ImageClassifierConfig:
     """Tiny conv + max-pool classifier: 32×32 -> 8×8 × 8 + Fourier features, learned-position variant's shape."""
-    return ImageClassifierConfig(
-        image=ImageAdapterConfig(
-            image_shape=(32, 32), prep_type="conv", spatial_downsample=4, out_channels=8, num_bands=4
-        ),
+    return vision_perceiver_conv().replace(
+        image={"image_shape": (32, 32), "out_channels": 8, "num_bands": 4},
         encoder=tiny_encoder(num_self_attends_per_block=1),
         num_classes=3,
     )
@@ -219,15 +217,8 @@ def test_vision_perceiver_conv() -> ImageClassifierConfig:
 @register_model("test-vision-perceiver-learned", ImageClassifier, info=PretrainedInfo(tiny=True))
 def test_vision_perceiver_learned() -> ImageClassifierConfig:
     """Tiny 1×1-conv classifier with learned, projected positions (the ``-learned`` preset's shape)."""
-    return ImageClassifierConfig(
-        image=ImageAdapterConfig(
-            image_shape=(8, 8),
-            prep_type="conv1x1",
-            out_channels=8,
-            position_encoding="trainable",
-            num_position_channels=8,
-            project_pos_dim=8,
-        ),
+    return vision_perceiver_learned().replace(
+        image={"image_shape": (8, 8), "out_channels": 8, "num_position_channels": 8, "project_pos_dim": 8},
         encoder=tiny_encoder(num_self_attends_per_block=1),
         num_classes=3,
     )

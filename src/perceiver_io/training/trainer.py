@@ -424,10 +424,5 @@ class Trainer:
                 if self.cfg.keep_checkpoints:
                     for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
                         remove_checkpoint(old)
-        if self.dist.enabled:
-            message = broadcast_object(None if error is None else str(error))
-            if message is not None and error is None:
-                raise OSError(message)
-        if error is not None:
-            raise error
+        raise_on_all_ranks(None if error is None else (error.strerror or str(error)), OSError)
         barrier()
