@@ -34,3 +34,11 @@ def test_ab_benchmark_smoke():
     out = subprocess.run(cmd + ["--rounds", "1"], capture_output=True, text=True, check=True).stdout
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"hf_s", "ours_s", "speedup_vs_hf"} <= set(summary)
+
+
+def test_flow_default_benchmark_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "flow_default.py"), "--quick", "--reps", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"this/default", "this/none", "this/16384", "fourier_grid"} <= set(summary)
+    assert summary["fourier_grid"]["bit_identical"] is True
