@@ -21,6 +21,12 @@ def _tensors(out) -> dict[str, torch.Tensor]:
     return {f.name: getattr(out, f.name) for f in fields(out) if isinstance(getattr(out, f.name), torch.Tensor)}
 
 
+def _num_latents(model) -> int:
+    """N: ``config.encoder.num_latents``, or a flat config's ``num_latents`` (Perceiver AR)."""
+    config = model.config
+    return config.encoder.num_latents if hasattr(config, "encoder") else config.num_latents
+
+
 def _run(model, kwargs, seed: int = 0, **extra):
     torch.manual_seed(seed)  # mask tokens drawn at random (multimodal) are the same in both calls
     return model(**kwargs, **extra)
@@ -37,7 +43,7 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
     kwargs = model.example_inputs(batch_size=8)
     out = _run(model, kwargs)
     tensors = _tensors(out)
-    assert tensors["latents"].shape[:2] == (8, model.config.encoder.num_latents)
+    assert tensors["latents"].shape[:2] == (8, _num_latents(model))
     for field, value in tensors.items():
         assert torch.isfinite(value).all(), field
     sum(v.float().square().mean() + v.float().mean() for v in tensors.values()).backward()

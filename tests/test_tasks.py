@@ -174,3 +174,15 @@ def test_text_classification_scratch_and_finetune(tmp_path):
             assert torch.equal(model.input_adapter.token_embedding.weight, mlm.input_adapter.token_embedding.weight)
         result = Trainer(task, log=lambda m: None).fit()
         assert 0 <= result.metrics["accuracy"] <= 1
+
+
+def test_example_seeds_that_differ_by_multiples_of_2_to_the_32_give_different_streams():
+    # torch's CPU generator keeps the low 32 bits of a seed; the trainer's example seeds for run seed 2
+    # are run seed 0's plus 2^32 - 2, so without mixing two runs would mask the same bytes
+    from perceiver_io.tasks.base import example_generator, mix_seed
+
+    draws = {tuple(torch.rand(4, generator=example_generator(5 + k * 2**32)).tolist()) for k in range(4)}
+    assert len(draws) == 4
+    assert torch.equal(torch.rand(4, generator=example_generator(7)), torch.rand(4, generator=example_generator(7)))
+    assert all(0 <= mix_seed(s) < 2**32 for s in (0, 1, 2**40, 2**63, -3))
+    assert len({mix_seed(s) for s in range(10_000)}) == 10_000

@@ -1,4 +1,4 @@
-"""``perceiver-io predict fill-mask|classify|flow|autoencode``: run a saved model on your data."""
+"""``perceiver-io predict fill-mask|classify|flow|autoencode|generate``: run a saved model on your data."""
 
 from __future__ import annotations
 
@@ -230,3 +230,66 @@ def predict_autoencode(
         typer.echo(f"{name} PSNR: {value:.2f} dB")
     typer.echo("top classes: " + ", ".join(f"{int(i)} ({float(p):.3f})" for p, i in zip(probs, idx, strict=True)))
     typer.echo(f"wrote {out}/video.npy, audio.npy, frames.png, metrics.json")
+
+
+@predict_app.command("generate")
+def predict_generate(
+    prompt: Annotated[str, typer.Argument(help="text to continue (UTF-8 bytes for byte-vocabulary models)")],
+    model: Annotated[Path, typer.Option("--model", help="a saved Perceiver AR model directory (save_pretrained)")],
+    max_new_tokens: int = typer.Option(200, min=0, help="tokens (bytes) to generate"),
+    sample: bool = typer.Option(False, "--sample/--greedy", help="sample (temperature, top-k, top-p) or greedy"),
+    temperature: float = typer.Option(1.0, min=0.0, help="sampling temperature (> 0)"),
+    top_k: int | None = typer.Option(None, min=1, help="sample from the k most likely tokens only"),
+    top_p: float | None = typer.Option(None, min=0.0, max=1.0, help="nucleus: smallest set with this probability"),
+    seed: int = typer.Option(0, help="random seed for sampling"),
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="stop after this text (repeatable)")] = None,
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="key/value caches (--no-cache re-runs the model)"),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Continue PROMPT with a Perceiver AR model, printing the text as it is generated (streaming)."""
+    import codecs
+    import sys
+
+    import torch
+
+    from perceiver_io.adapters.text import EOS_ID, NUM_SPECIAL_TOKENS, VOCAB_SIZE, BytesTokenizer
+    from perceiver_io.models.perceiver_ar import PerceiverAR
+
+    with user_errors():
+        net = _load_model(model, device)
+        if not isinstance(net, PerceiverAR):
+            raise ValueError(f"--model: {str(model)!r} holds a {type(net).__name__}, not a PerceiverAR")
+        if net.config.vocab_size != VOCAB_SIZE:
+            raise ValueError(f"--model: vocabulary of {net.config.vocab_size} tokens is not the byte vocabulary")
+        tokenizer = BytesTokenizer()
+        ids = tokenizer.encode(prompt, parse_mask=False)
+        if not ids:
+            raise ValueError("the prompt must not be empty")
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out = sys.stdout
+
+        def stream(tokens: torch.Tensor) -> None:
+            t = int(tokens[0])
+            text = decoder.decode(bytes([t - NUM_SPECIAL_TOKENS])) if t >= NUM_SPECIAL_TOKENS else ""
+            if text:
+                out.write(text)
+                out.flush()
+
+        out.write(prompt)
+        out.flush()
+        generator = torch.Generator().manual_seed(seed)
+        net.generate(
+            torch.tensor([ids]),
+            max_new_tokens,
+            do_sample=sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            use_cache=cache,
+            stop_sequences=stop,
+            eos_token_id=EOS_ID,
+            generator=generator,
+            streamer=stream,
+        )
+        out.write(decoder.decode(b"", final=True) + "\n")
+        out.flush()

@@ -10,6 +10,7 @@ from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
 from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from perceiver_io.models.perceiver import Perceiver, PerceiverConfig
+from perceiver_io.models.perceiver_ar import PerceiverAR, PerceiverARConfig, PerceiverAROutput
 from perceiver_io.models.perceiver_io import PerceiverIO, PerceiverIOConfig, QueryConfig
 from perceiver_io.registry import PretrainedInfo, create_model, get_config, get_preset, list_models, register_model
 
@@ -36,6 +37,9 @@ __all__ = [
     "MaskedLanguageModelOutput",
     "Perceiver",
     "PerceiverConfig",
+    "PerceiverAR",
+    "PerceiverARConfig",
+    "PerceiverAROutput",
     "OpticalFlow",
     "OpticalFlowConfig",
     "OpticalFlowOutput",

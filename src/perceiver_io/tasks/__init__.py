@@ -1,4 +1,5 @@
-"""Training tasks: ``mlm`` (byte-level masked LM), ``image-classification``, ``text-classification``."""
+"""Training tasks: ``mlm`` (byte-level masked LM), ``clm`` (Perceiver AR causal LM), ``image-classification``,
+``text-classification``."""
 
 from perceiver_io.tasks.base import TASKS, DataUnavailable, Task, build_config, get_task_class, register_task
 

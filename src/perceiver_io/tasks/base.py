@@ -47,7 +47,7 @@ def get_task_class(name: str) -> type[Task]:
 
 
 def _import_tasks() -> None:
-    from perceiver_io.tasks import image_classification, mlm, text_classification  # noqa: F401
+    from perceiver_io.tasks import clm, image_classification, mlm, text_classification  # noqa: F401
 
 
 def build_config(
@@ -72,9 +72,26 @@ def build_config(
     return cls.finalize_config(cfg)
 
 
+_MASK64 = 2**64 - 1
+
+
+def mix_seed(seed: int) -> int:
+    """A 64-bit seed hashed (SplitMix64's finaliser) and folded to the 32 bits a CPU generator keeps.
+
+    ``torch.Generator().manual_seed`` seeds its Mersenne Twister with the low 32 bits only, so seeds
+    that differ by a multiple of 2^32 (e.g. run seed 2 vs 0 in the trainer's ``seed·(2^31-1) + k``)
+    would otherwise give identical streams.
+    """
+    z = (int(seed) + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    return (z ^ (z >> 32)) & 0xFFFFFFFF
+
+
 def example_generator(seed: int) -> torch.Generator:
-    """A CPU generator for one example's randomness."""
-    return torch.Generator().manual_seed(int(seed) % (2**63 - 1))
+    """A CPU generator for one example's randomness (any integer seed; see :func:`mix_seed`)."""
+    return torch.Generator().manual_seed(mix_seed(seed))
 
 
 class Task(ABC):
