@@ -36,10 +36,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
+import multiprocessing as mp
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +51,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from perceiver_io.adapters.text import (
+    NUM_SPECIAL_TOKENS,
     PAD_ID,
     VOCAB_SIZE,
     TextAdapterConfig,
@@ -56,8 +60,8 @@ from perceiver_io.adapters.text import (
 from perceiver_io.layers.attention import MultiHeadAttention
 from perceiver_io.layers.blocks import MLP, CrossAttentionBlock, SelfAttentionBlock
 from perceiver_io.models.classifier import TextClassifier
-from perceiver_io.models.mlm import MaskedLanguageModel
-from perceiver_io.tasks.mlm import MLMConfig, MLMDataConfig, MLMTask, demo_mlm_config
+from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
+from perceiver_io.tasks.mlm import IGNORE_INDEX, MLMConfig, MLMDataConfig, MLMTask, demo_mlm_config
 from perceiver_io.tasks.text_classification import TextClassificationConfig, TextClassificationTask, TextDataConfig
 from perceiver_io.training.trainer import TrainConfig, Trainer
 
@@ -125,7 +129,9 @@ def _mha(a: MultiHeadAttention, nq: int, nkv: int) -> int:
     return proj + 2 * nq * nkv * (a.num_qk_channels + a.num_v_channels)  # QKᵀ and AV
 
 
-def _mlp(m: MLP, n: int) -> int:
+def _mlp(m: nn.Module, n: int) -> int:
+    if not isinstance(m, MLP):  # e.g. a diagnosis variant without the decoder MLP
+        return 0
     return _linear(n, m[0]) + _linear(n, m[2])
 
 
@@ -193,6 +199,74 @@ def match_transformer(
     return chosen
 
 
+def perceiver_config(args: argparse.Namespace) -> MaskedLanguageModelConfig:
+    """``demo_mlm_config(seq_len)`` with the shape arguments applied (latents, latent width, layers, C)."""
+    cfg = demo_mlm_config(args.seq_len)
+    enc = {
+        k: v
+        for k, v in (
+            ("num_latents", args.num_latents),
+            ("num_latent_channels", args.num_latent_channels),
+            ("num_self_attends_per_block", args.num_latent_layers),
+        )
+        if v is not None
+    }
+    if enc:
+        cfg = cfg.replace(encoder=enc)
+    if args.num_channels is not None:
+        cfg = cfg.replace(text={"num_channels": args.num_channels})
+    return cfg
+
+
+def describe_perceiver(cfg: MaskedLanguageModelConfig) -> str:
+    e = cfg.encoder
+    return (
+        f"Perceiver IO ({e.num_latents}x{e.num_latent_channels} latents, "
+        f"{e.num_blocks * e.num_self_attends_per_block} latent layers, C={cfg.text.num_channels})"
+    )
+
+
+# -- metrics with standard errors -----------------------------------------------------------------
+@torch.no_grad()
+def mlm_metrics_with_se(task: MLMTask, model: nn.Module, split: str = "test") -> dict[str, float]:
+    """Masked-byte accuracy and bits/byte with cluster standard errors (windows are the clusters).
+
+    The same windows and masking seeds as ``MLMTask.evaluate``. Bytes of one window (and of one masked
+    word) are not independent, so the SE of a ratio ``sum_w a_w / sum_w n_w`` is computed over windows:
+    ``sqrt(W/(W-1) · sum_w (a_w - r·n_w)^2) / sum_w n_w``.
+    """
+    windows = task._eval_windows(split)
+    bs = task.config.data.eval_batch_size
+    per_window: list[tuple[int, float, float]] = []  # (masked bytes, correct, bits)
+    for lo in range(0, len(windows), bs):
+        chunk = windows[lo : lo + bs]
+        batch = task.collate(chunk, [10**12 + lo + i for i in range(len(chunk))], masking="whole_word")
+        logits = model(batch["input_ids"], batch["input_mask"]).logits.float()
+        labels = batch["labels"]
+        for row in range(len(chunk)):
+            sel = labels[row] != IGNORE_INDEX
+            if not sel.any():
+                continue
+            tb = labels[row][sel] - NUM_SPECIAL_TOKENS
+            logp = logits[row][sel][:, NUM_SPECIAL_TOKENS:].log_softmax(-1)
+            bits = float(-logp.gather(1, tb[:, None]).sum()) / math.log(2)
+            per_window.append((len(tb), float((logp.argmax(-1) == tb).sum()), bits))
+    n = torch.tensor([w[0] for w in per_window], dtype=torch.float64)
+    out: dict[str, float] = {"masked_bytes": float(n.sum()), "windows": float(len(n))}
+    for key, col in (("accuracy", 1), ("bits_per_byte", 2)):
+        a = torch.tensor([w[col] for w in per_window], dtype=torch.float64)
+        r = float(a.sum() / n.sum())
+        w = len(n)
+        out[key] = r
+        out[f"{key}_se"] = float(((a - r * n).square().sum() * w / max(1, w - 1)).sqrt() / n.sum())
+    return out
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` over ``n`` independent examples."""
+    return math.sqrt(p * (1 - p) / max(1, n))
+
+
 # -- tasks with the two models ------------------------------------------------------------------
 class _MLM(MLMTask):
     def __init__(self, config: MLMConfig, build, log=print) -> None:
@@ -235,136 +309,157 @@ def _train_cfg(args: argparse.Namespace, steps: int, lr: float, weight_decay: fl
     )
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    log = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda m: None)
-    L = args.seq_len
-    p_cfg = demo_mlm_config(L)
-    perceiver = MaskedLanguageModel(p_cfg)
-    p_parts = perceiver_flops(perceiver, L)
-    target = sum(p_parts.values())
+def _shapes(args: argparse.Namespace) -> tuple[MaskedLanguageModelConfig, int, int]:
+    """The Perceiver's config and the FLOP-matched Transformer's ``(depth, width)``."""
+    p_cfg = perceiver_config(args)
     if args.tf_depth and args.tf_width:
-        depth, width = args.tf_depth, args.tf_width
-    else:
-        depth, width = match_transformer(target, L, args.flop_tolerance, args.min_width)
-    t_parts = transformer_flops_dims(L, width, depth)
-    transformer = ByteTransformerMLM(L, width, depth)
-    models = {
-        "perceiver_io": {
-            "description": "Perceiver IO (demo MLM: 64x128 latents, 4 latent layers, C=128)",
-            "build": lambda: MaskedLanguageModel(p_cfg),
-            "flops_parts": p_parts,
-            "params": sum(p.numel() for p in perceiver.parameters()),
-            "counted": counted_flops(perceiver, L),
-        },
-        "transformer": {
-            "description": f"Transformer ({depth} layers x width {width}, {num_heads(width)} heads, MLP x4)",
-            "build": lambda: ByteTransformerMLM(L, width, depth),
-            "flops_parts": t_parts,
-            "params": sum(p.numel() for p in transformer.parameters()),
-            "counted": counted_flops(transformer, L),
-        },
-    }
-    for name, m in models.items():
-        m["flops"] = sum(m["flops_parts"].values())
-        print(
-            f"{name}: {m['description']}, {m['params']:,} params, forward {m['flops'] / 1e6:.1f} MFLOPs/example "
-            f"(FlopCounterMode {m['counted'] / 1e6:.1f})",
-            file=sys.stderr,
-            flush=True,
-        )
+        return p_cfg, args.tf_depth, args.tf_width
+    target = sum(perceiver_flops(MaskedLanguageModel(p_cfg), args.seq_len).values())
+    return p_cfg, *match_transformer(target, args.seq_len, args.flop_tolerance, args.min_width)
 
+
+def build_mlm(name: str, args: argparse.Namespace) -> nn.Module:
+    p_cfg, depth, width = _shapes(args)
+    if name == "perceiver_io":
+        return MaskedLanguageModel(p_cfg)
+    return ByteTransformerMLM(args.seq_len, width, depth)
+
+
+def describe(name: str, args: argparse.Namespace) -> dict:
+    """Description, parameters and FLOPs (analytic by part, and counted) of one of the two models."""
+    p_cfg, depth, width = _shapes(args)
+    model = build_mlm(name, args)
+    if name == "perceiver_io":
+        text, parts = describe_perceiver(p_cfg), perceiver_flops(model, args.seq_len)
+    else:
+        text = f"Transformer ({depth} layers x width {width}, {num_heads(width)} heads, MLP x4)"
+        parts = transformer_flops_dims(args.seq_len, width, depth)
+    return {
+        "description": text,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_parts": parts,
+        "flops_per_example": sum(parts.values()),
+        "flops_counted": counted_flops(model, args.seq_len),
+    }
+
+
+def train_one(name: str, args: argparse.Namespace) -> dict:
+    """Pre-train one model on byte MLM, then fine-tune its encoder on sentence polarity (own process/thread)."""
+    torch.set_num_threads(args.threads)
+    log = (lambda m: print(f"[{name}] {m}", file=sys.stderr, flush=True)) if args.verbose else (lambda m: None)
+    L = args.seq_len
+    p_cfg, _, _ = _shapes(args)
     data = MLMDataConfig(
         seq_len=L,
+        masking=args.masking,
         unmasked_loss_weight=args.unmasked_loss_weight,
         eval_windows=args.eval_windows,
         max_bytes=args.max_bytes,
         num_fill_mask_examples=0,
     )
     ft_len = min(args.ft_seq_len, L)
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, m in models.items():
-            cfg = MLMConfig(
-                model=p_cfg, data=data, train=_train_cfg(args, args.steps, args.lr, 0.01, f"{tmp}/{name}-mlm")
-            )
-            task = _MLM(cfg, m["build"], log=log)
-            t0 = time.perf_counter()
-            res = Trainer(task, log=log).fit()
-            train_s = time.perf_counter() - t0
-            model = res.model
-            model.eval()
-            with torch.no_grad():
-                test = task.evaluate(model, "test")
-            print(
-                f"{name}: pre-trained {args.steps} steps in {train_s:.0f} s, test masked-byte accuracy "
-                f"{test['accuracy']:.1%}, {test['bits_per_byte']:.3f} bits/byte",
-                file=sys.stderr,
-                flush=True,
-            )
+        cfg = MLMConfig(model=p_cfg, data=data, train=_train_cfg(args, args.steps, args.lr, 0.01, f"{tmp}/mlm"))
+        task = _MLM(cfg, lambda: build_mlm(name, args), log=log)
+        t0 = time.perf_counter()
+        res = Trainer(task, log=log).fit()
+        train_s = time.perf_counter() - t0
+        model = res.model
+        model.eval()
+        with torch.no_grad():
+            test = task.evaluate(model, "test")
+            test_se = mlm_metrics_with_se(task, model, "test")
+        print(
+            f"{name}: pre-trained {args.steps} steps in {train_s:.0f} s, test masked-byte accuracy "
+            f"{test['accuracy']:.1%}, {test['bits_per_byte']:.3f} bits/byte",
+            file=sys.stderr,
+            flush=True,
+        )
 
-            # downstream: sentiment, fine-tuned from this encoder
-            if name == "perceiver_io":
-                base = TextClassificationConfig().model
-                c_cfg = base.replace(text=p_cfg.text, encoder=p_cfg.encoder)
+        # downstream: sentiment, fine-tuned from this encoder
+        if name == "perceiver_io":
+            c_cfg = TextClassificationConfig().model.replace(text=p_cfg.text, encoder=p_cfg.encoder)
 
-                def build_clf(c_cfg=c_cfg, mlm=model):
-                    clf = TextClassifier(c_cfg)
-                    clf.input_adapter.load_state_dict(mlm.input_adapter.state_dict())
-                    clf.encoder.load_state_dict(mlm.encoder.state_dict())
-                    return clf
+            def build_clf() -> nn.Module:
+                clf = TextClassifier(c_cfg)
+                clf.input_adapter.load_state_dict(model.input_adapter.state_dict())
+                clf.encoder.load_state_dict(model.encoder.state_dict())
+                return clf
 
-            else:
-                c_cfg = TextClassificationConfig().model.replace(text={"max_seq_len": L})
+        else:
+            c_cfg = TextClassificationConfig().model.replace(text={"max_seq_len": L})
 
-                def build_clf(mlm=model):
-                    return ByteTransformerClassifier(mlm)
+            def build_clf() -> nn.Module:
+                return ByteTransformerClassifier(model)
 
-            ft = TextClassificationConfig(
-                model=c_cfg,
-                data=TextDataConfig(seq_len=ft_len),
-                train=_train_cfg(args, args.ft_steps, args.ft_lr, 0.05, f"{tmp}/{name}-sentiment"),
-            )
-            s_task = _Sentiment(ft, build_clf, log=log)
-            t0 = time.perf_counter()
-            s_res = Trainer(s_task, log=log).fit()
-            ft_s = time.perf_counter() - t0
-            s_res.model.eval()
-            with torch.no_grad():
-                s_test = s_task.evaluate(s_res.model, "test")
-            print(
-                f"{name}: fine-tuned {args.ft_steps} steps in {ft_s:.0f} s, sentiment test accuracy "
-                f"{s_test['accuracy']:.1%}",
-                file=sys.stderr,
-                flush=True,
-            )
-            results[name] = {
-                "description": m["description"],
-                "params": m["params"],
-                "flops_per_example": m["flops"],
-                "flops_counted": m["counted"],
-                "flops_parts": m["flops_parts"],
-                "pretrain_seconds": round(train_s, 1),
-                "final_train_loss": res.losses[max(res.losses)],
-                "mlm_accuracy": test["accuracy"],
-                "mlm_bits_per_byte": test["bits_per_byte"],
-                "masked_bytes": int(test["masked_bytes"]),
-                "finetune_seconds": round(ft_s, 1),
-                "sentiment_accuracy": s_test["accuracy"],
-                "sentiment_examples": int(s_test["examples"]),
-            }
-            baselines = {
-                "most_frequent_byte_accuracy": test["baseline_most_frequent_accuracy"],
-                "unigram_bits_per_byte": test["baseline_unigram_bits_per_byte"],
-            }
+        ft = TextClassificationConfig(
+            model=c_cfg,
+            data=TextDataConfig(seq_len=ft_len),
+            train=_train_cfg(args, args.ft_steps, args.ft_lr, 0.05, f"{tmp}/sentiment"),
+        )
+        s_task = _Sentiment(ft, build_clf, log=log)
+        t0 = time.perf_counter()
+        s_res = Trainer(s_task, log=log).fit()
+        ft_s = time.perf_counter() - t0
+        s_res.model.eval()
+        with torch.no_grad():
+            s_test = s_task.evaluate(s_res.model, "test")
+        print(
+            f"{name}: fine-tuned {args.ft_steps} steps in {ft_s:.0f} s, sentiment accuracy {s_test['accuracy']:.1%}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return {
+        "pretrain_seconds": round(train_s, 1),
+        "final_train_loss": res.losses[max(res.losses)],
+        "mlm_accuracy": test["accuracy"],
+        "mlm_accuracy_se": test_se["accuracy_se"],
+        "mlm_bits_per_byte": test["bits_per_byte"],
+        "mlm_bits_per_byte_se": test_se["bits_per_byte_se"],
+        "masked_bytes": int(test["masked_bytes"]),
+        "finetune_seconds": round(ft_s, 1),
+        "sentiment_accuracy": s_test["accuracy"],
+        "sentiment_accuracy_se": binomial_se(s_test["accuracy"], int(s_test["examples"])),
+        "sentiment_examples": int(s_test["examples"]),
+        "baselines": {
+            "most_frequent_byte_accuracy": test["baseline_most_frequent_accuracy"],
+            "unigram_bits_per_byte": test["baseline_unigram_bits_per_byte"],
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    names = ("perceiver_io", "transformer")
+    results = {name: describe(name, args) for name in names}
+    for name, m in results.items():
+        print(
+            f"{name}: {m['description']}, {m['params']:,} params, forward {m['flops_per_example'] / 1e6:.1f} "
+            f"MFLOPs/example (FlopCounterMode {m['flops_counted'] / 1e6:.1f})",
+            file=sys.stderr,
+            flush=True,
+        )
+    if args.jobs > 1:  # one process per model, each with args.threads threads
+        with ProcessPoolExecutor(min(args.jobs, len(names)), mp_context=mp.get_context("spawn")) as pool:
+            trained = dict(zip(names, pool.map(train_one, names, [args] * len(names)), strict=True))
+    else:
+        trained = {name: train_one(name, args) for name in names}
+    for name in names:
+        results[name].update(trained[name])
+    baselines = results["perceiver_io"].pop("baselines")
+    results["transformer"].pop("baselines")
+    _, depth, width = _shapes(args)
     p, t = results["perceiver_io"], results["transformer"]
     return {
-        "seq_len": L,
+        "seq_len": args.seq_len,
         "steps": args.steps,
         "batch_size": args.batch_size,
+        "masking": args.masking,
+        "unmasked_loss_weight": args.unmasked_loss_weight,
         "finetune_steps": args.ft_steps,
-        "finetune_seq_len": ft_len,
+        "finetune_seq_len": min(args.ft_seq_len, args.seq_len),
         "threads": args.threads,
+        "jobs": args.jobs,
         "transformer_depth": depth,
         "transformer_width": width,
         "flop_ratio_transformer_over_perceiver": t["flops_per_example"] / p["flops_per_example"],
@@ -384,15 +479,17 @@ def print_table(s: dict) -> None:
     )
     hdr = (
         f"{'model':60s} {'params':>9s} {'MFLOPs/ex':>10s} {'counted':>8s} {'train s':>8s} "
-        f"{'MLM acc':>8s} {'bits/B':>7s} {'ft s':>6s} {'sent acc':>9s}"
+        f"{'MLM acc ± SE':>12s} {'bits/B ± SE':>11s} {'ft s':>6s} {'sent acc ± SE':>13s}"
     )
     print(hdr)
     print("-" * len(hdr))
     for m in r.values():
         print(
             f"{m['description']:60s} {m['params']:9,d} {m['flops_per_example'] / 1e6:10.1f} "
-            f"{m['flops_counted'] / 1e6:8.1f} {m['pretrain_seconds']:8.0f} {m['mlm_accuracy']:8.1%} "
-            f"{m['mlm_bits_per_byte']:7.3f} {m['finetune_seconds']:6.0f} {m['sentiment_accuracy']:9.1%}"
+            f"{m['flops_counted'] / 1e6:8.1f} {m['pretrain_seconds']:8.0f} "
+            f"{m['mlm_accuracy']:6.1%}±{m['mlm_accuracy_se']:.1%} "
+            f"{m['mlm_bits_per_byte']:5.3f}±{m['mlm_bits_per_byte_se']:.3f} "
+            f"{m['finetune_seconds']:6.0f} {m['sentiment_accuracy']:6.1%}±{m['sentiment_accuracy_se']:.1%}"
         )
     print(
         f"{'baseline: most frequent byte':60s} {'':9s} {'':10s} {'':8s} {'':8s} {b['most_frequent_byte_accuracy']:8.1%}"
@@ -410,18 +507,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seq-len", type=int, default=256, help="bytes per MLM example incl. [CLS]/[SEP] (default 256)")
     ap.add_argument("--steps", type=int, default=1200, help="pre-training steps of each model")
     ap.add_argument("--ft-steps", type=int, default=400, help="sentiment fine-tuning steps of each model")
-    ap.add_argument("--ft-seq-len", type=int, default=128, help="sentiment bytes per sentence (<= seq-len)")
+    ap.add_argument(
+        "--ft-seq-len",
+        type=int,
+        default=260,
+        help="sentiment bytes per example incl. [CLS]/[SEP] (<= seq-len); "
+        "the default 260 truncates no sentence (the longest is 257 bytes)",
+    )
+    ap.add_argument("--num-latents", type=int, default=None, help="Perceiver latents N (default: the demo's 64)")
+    ap.add_argument("--num-latent-channels", type=int, default=None, help="latent width D (default 128)")
+    ap.add_argument("--num-latent-layers", type=int, default=None, help="latent self-attention layers (default 4)")
+    ap.add_argument("--num-channels", type=int, default=None, help="byte embedding width C (default 128)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ft-lr", type=float, default=5e-4)
-    ap.add_argument("--unmasked-loss-weight", type=float, default=0.5, help="the mlm task's auxiliary copy loss")
+    ap.add_argument(
+        "--unmasked-loss-weight", type=float, default=0.0, help="auxiliary loss on visible bytes (0: plain MLM)"
+    )
     ap.add_argument("--eval-windows", type=int, default=1024, help="held-out test windows for the MLM metrics")
     ap.add_argument("--max-bytes", type=int, default=None, help="use only this many corpus bytes")
     ap.add_argument("--flop-tolerance", type=float, default=0.10)
     ap.add_argument("--min-width", type=int, default=64)
     ap.add_argument("--tf-depth", type=int, default=None, help="override the FLOP-matched Transformer depth")
     ap.add_argument("--tf-width", type=int, default=None, help="override the FLOP-matched Transformer width")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="threads per model")
+    ap.add_argument("--jobs", type=int, default=1, help="2: train the two models in parallel processes")
+    ap.add_argument(
+        "--masking", default="whole_word", choices=["whole_word", "random", "mixed"], help="training masking"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true", help="tqdm progress bars")
     ap.add_argument("--verbose", action="store_true", help="the trainer's log lines")

@@ -42,3 +42,14 @@ def test_flow_default_benchmark_smoke():
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"this/default", "this/none", "this/16384", "fourier_grid"} <= set(summary)
     assert summary["fourier_grid"]["bit_identical"] is True
+
+
+def test_mlm_diagnosis_smoke():
+    variants = "baseline,transformer,copy_objective,aux_warmup,mixed_masking,local_init,no_decoder_mlp"
+    cmd = [sys.executable, str(ROOT / "bench" / "mlm_diagnosis.py"), "--quick", "--jobs", "1", "--only", variants]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    rows = {r["name"]: r for r in summary["variants"]}
+    assert set(rows) == set(variants.split(","))
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["copy_accuracy"] <= 1 for r in rows.values())
+    assert rows["no_decoder_mlp"]["mflops"] < rows["baseline"]["mflops"]  # the mutated model is counted

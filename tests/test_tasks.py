@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from perceiver_io.adapters.text import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
 from perceiver_io.cli import app
 from perceiver_io.tasks import build_config, get_task_class
-from perceiver_io.tasks.mlm import IGNORE_INDEX, frame, whole_word_mask
+from perceiver_io.tasks.mlm import IGNORE_INDEX, frame, mask_window, random_byte_mask, whole_word_mask
 from perceiver_io.training import Trainer
 
 
@@ -48,6 +48,37 @@ def test_whole_word_masking_statistics():
     assert n_chosen / n_words == pytest.approx(0.15, abs=0.005)  # round(0.15 · 20) = 3 of 20 words
     frac = modes[1:] / modes[1:].sum()
     np.testing.assert_allclose(frac, [0.8, 0.1, 0.1], atol=0.03)
+
+
+def test_random_byte_masking_statistics_and_mixed_masking():
+    rng = np.random.default_rng(1)
+    words = ["alpha", "be", "gamma", "delta", "x", "epsilon"]
+    chosen = maskable = 0
+    modes = np.zeros(4)
+    for i in range(300):
+        text = " ".join(rng.choice(words, size=20)).encode()
+        ids = frame(text, 160)
+        inputs, labels, mode = random_byte_mask(ids, torch.Generator().manual_seed(i), 0.15)
+        can = (ids >= NUM_SPECIAL_TOKENS) & (ids != 32 + NUM_SPECIAL_TOKENS)
+        assert (mode[~can] == 0).all() and (labels[~can] == IGNORE_INDEX).all()  # never special ids or spaces
+        assert (labels[mode > 0] == ids[mode > 0]).all() and (inputs[mode == 1] == MASK_ID).all()
+        assert (inputs[mode == 3] == ids[mode == 3]).all() and (inputs[mode == 0] == ids[mode == 0]).all()
+        chosen += int((mode > 0).sum())
+        maskable += int(can.sum())
+        modes += np.bincount(mode[mode > 0].numpy(), minlength=4)
+    assert chosen / maskable == pytest.approx(0.15, abs=0.01)
+    np.testing.assert_allclose(modes[1:] / modes[1:].sum(), [0.8, 0.1, 0.1], atol=0.03)
+    # "mixed": per window either whole-word or random-byte masking, both kinds appear
+    kinds = set()
+    for i in range(40):
+        ids = frame(b"alpha beta gamma delta epsilon zeta eta theta iota kappa", 64)
+        a = mask_window(ids, torch.Generator().manual_seed(i), 0.15, "mixed")
+        g = torch.Generator().manual_seed(i)
+        whole = torch.rand((), generator=g) < 0.5
+        b = (whole_word_mask if whole else random_byte_mask)(ids, g, 0.15)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+        kinds.add(bool(whole))
+    assert kinds == {True, False}
 
 
 def test_mlm_collate_is_deterministic_and_evaluate_reports_baselines(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,7 +36,16 @@ from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConf
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
 
-__all__ = ["MLMDataConfig", "MLMConfig", "MLMTask", "demo_mlm_config", "whole_word_mask", "IGNORE_INDEX"]
+__all__ = [
+    "MLMDataConfig",
+    "MLMConfig",
+    "MLMTask",
+    "demo_mlm_config",
+    "whole_word_mask",
+    "random_byte_mask",
+    "mask_window",
+    "IGNORE_INDEX",
+]
 
 IGNORE_INDEX = -100
 _WHITESPACE = torch.tensor([9, 10, 11, 12, 13, 32]) + NUM_SPECIAL_TOKENS
@@ -68,6 +78,7 @@ class MLMDataConfig(Config):
     seq_len: int = 64
     stride: int | None = None
     mask_prob: float = 0.15
+    masking: Literal["whole_word", "random", "mixed"] = "whole_word"
     unmasked_loss_weight: float = 0.5
     max_bytes: int | None = None
     split_seed: int = 0
@@ -131,6 +142,35 @@ def whole_word_mask(ids: Tensor, generator: torch.Generator, mask_prob: float = 
     random_bytes = torch.randint(NUM_SPECIAL_TOKENS, VOCAB_SIZE, ids.shape, generator=generator)
     inputs = torch.where(mode == 1, MASK_ID, torch.where(mode == 2, random_bytes, ids))
     return inputs, labels, mode
+
+
+def random_byte_mask(ids: Tensor, generator: torch.Generator, mask_prob: float = 0.15) -> tuple[Tensor, Tensor, Tensor]:
+    """BERT's masking on bytes: each non-special, non-whitespace byte is chosen with ``mask_prob``, then 80/10/10.
+
+    Same returns as :func:`whole_word_mask`. At least one byte is chosen when there is one to choose.
+    """
+    maskable = (ids >= NUM_SPECIAL_TOKENS) & ~torch.isin(ids, _WHITESPACE)
+    chosen = (torch.rand(ids.shape, generator=generator) < mask_prob) & maskable
+    if maskable.any() and not chosen.any():
+        where = maskable.nonzero()[:, 0]
+        chosen[where[torch.randint(len(where), (1,), generator=generator)]] = True
+    u = torch.rand(ids.shape, generator=generator)
+    mode = torch.where(chosen, torch.where(u < 0.8, 1, torch.where(u < 0.9, 2, 3)), 0)
+    labels = torch.where(chosen, ids, IGNORE_INDEX)
+    random_bytes = torch.randint(NUM_SPECIAL_TOKENS, VOCAB_SIZE, ids.shape, generator=generator)
+    inputs = torch.where(mode == 1, MASK_ID, torch.where(mode == 2, random_bytes, ids))
+    return inputs, labels, mode
+
+
+def mask_window(
+    ids: Tensor, generator: torch.Generator, mask_prob: float, masking: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One window masked by ``masking``: ``"whole_word"``, ``"random"`` (bytes), or ``"mixed"`` (either, 50/50)."""
+    if masking == "mixed":
+        masking = "whole_word" if torch.rand((), generator=generator) < 0.5 else "random"
+    if masking == "random":
+        return random_byte_mask(ids, generator, mask_prob)
+    return whole_word_mask(ids, generator, mask_prob)
 
 
 def frame(window: bytes, seq_len: int) -> Tensor:
@@ -218,12 +258,15 @@ class MLMTask(Task):
         return MaskedLanguageModel(self.config.model)
 
     # -- batches and loss -------------------------------------------------------------------
-    def collate(self, items: list[bytes], seeds: list[int]) -> dict[str, Tensor]:
-        """-> ``input_ids (B, L)``, ``input_mask (B, L)`` bool, ``labels (B, L)`` (IGNORE_INDEX where not masked)."""
-        seq_len = self.config.data.seq_len
+    def collate(self, items: list[bytes], seeds: list[int], masking: str | None = None) -> dict[str, Tensor]:
+        """-> ``input_ids (B, L)``, ``input_mask (B, L)`` bool, ``labels (B, L)`` (IGNORE_INDEX where not masked).
+
+        ``masking`` defaults to ``data.masking`` (training); evaluation always masks whole words.
+        """
         d = self.config.data
+        masking = masking or d.masking
         rows = [
-            whole_word_mask(frame(w, seq_len), example_generator(s), self.config.data.mask_prob)
+            mask_window(frame(w, d.seq_len), example_generator(s), d.mask_prob, masking)
             for w, s in zip(items, seeds, strict=True)
         ]
         inputs = torch.stack([r[0] for r in rows])
@@ -269,7 +312,7 @@ class MLMTask(Task):
             if max_batches is not None and b >= max_batches:
                 break
             chunk = windows[lo : lo + bs]
-            batch = self.collate(chunk, [10**12 + lo + i for i in range(len(chunk))])
+            batch = self.collate(chunk, [10**12 + lo + i for i in range(len(chunk))], masking="whole_word")
             logits = model(batch["input_ids"].to(device), batch["input_mask"].to(device)).logits.float().cpu()
             labels = batch["labels"]
             sel = labels != IGNORE_INDEX
