@@ -31,3 +31,13 @@ def test_architecture_example_adds_a_family():
     finally:
         registry._PRESETS.pop("test-point-segmenter", None)
         registry._CLASSES.pop("PointSegmenter", None)
+
+
+def test_perceiver_ar_example_runs():
+    doc = ARCHITECTURE.with_name("perceiver_ar.md")
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert len(code) == 1
+    namespace: dict = {}
+    exec(compile(code[0], str(doc), "exec"), namespace)
+    assert namespace["logits"].shape == (1, 8, 262)
+    assert torch.isfinite(namespace["loss"])
