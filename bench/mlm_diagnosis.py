@@ -155,26 +155,26 @@ class Variant:
     train: dict = field(default_factory=dict)
     mutate: str | None = None  # a MUTATORS key
     objective: str = "mlm"  # "mlm" | "copy" (loss on the visible bytes only)
-    aux_until: float | None = None  # with data.unmasked_loss_weight: only for this fraction of the steps
     arch: str = "perceiver"  # "perceiver" | "transformer"
 
 
-_AUX = {"unmasked_loss_weight": 0.5}
+def _aux(steps: int | None) -> dict:
+    return {"unmasked_loss_weight": 0.5, "unmasked_loss_steps": steps}
 
 
 def _enc(**overrides) -> dict:
     return {"encoder": overrides}
 
 
-def variants(seq_len: int) -> list[Variant]:
+def variants(seq_len: int, steps: int) -> list[Variant]:
     V = Variant
     return [
         V("baseline", "-", "demo recipe, plain MLM loss"),
         V("transformer", "control", "FLOP-matched byte Transformer, same recipe", arch="transformer"),
         V("transformer_mixed", "control", "Transformer, mixed masking", arch="transformer", data={"masking": "mixed"}),
         V("copy_objective", "control", "loss on visible bytes only (copy/denoise)", objective="copy"),
-        V("aux_loss", "loss", "+0.5 x loss on visible bytes (current demo)", data={"unmasked_loss_weight": 0.5}),
-        V("aux_warmup", "loss", "aux loss for the first 25 % of steps, then plain MLM", data=_AUX, aux_until=0.25),
+        V("aux_loss", "loss", "+0.5 x loss on visible bytes, all steps", data=_aux(None)),
+        V("aux_warmup", "loss", "aux loss for the first 25 % of steps, then plain MLM", data=_aux(steps // 4)),
         V("random_masking", "masking", "15 % random bytes instead of whole words", data={"masking": "random"}),
         V("mixed_masking", "masking", "whole words or random bytes, 50/50 per window", data={"masking": "mixed"}),
         V("lr_3e-4", "optimizer", "AdamW lr 3e-4", train={"lr": 3e-4}),
@@ -227,11 +227,8 @@ class DiagnosisTask(MLMTask):
         if self.variant.objective == "copy":
             return F.cross_entropy(logits, visible, reduction="sum")
         loss = F.cross_entropy(logits, batch["labels"].flatten(), reduction="sum")
-        w = self.config.data.unmasked_loss_weight
-        if self.variant.aux_until is not None and model.training:  # one loss call per step (no accumulation)
-            self.steps_seen = getattr(self, "steps_seen", 0) + 1
-            if self.steps_seen > self.variant.aux_until * self.config.train.max_steps:
-                w = 0.0
+        d = self.config.data
+        w = d.unmasked_loss_weight if d.unmasked_loss_steps is None or self.step < d.unmasked_loss_steps else 0.0
         return loss + w * F.cross_entropy(logits, visible, reduction="sum") if w > 0 else loss
 
     @torch.no_grad()
@@ -257,6 +254,7 @@ def build_config(variant: Variant, args: argparse.Namespace, run_dir: str) -> ML
     data = MLMDataConfig(
         seq_len=args.seq_len,
         unmasked_loss_weight=0.0,
+        unmasked_loss_steps=None,
         eval_windows=args.eval_windows,
         max_bytes=args.max_bytes,
         num_fill_mask_examples=0,
@@ -408,7 +406,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    chosen = variants(args.seq_len)
+    chosen = variants(args.seq_len, args.steps)
     if args.only:
         names = args.only.split(",")
         unknown = sorted(set(names) - {v.name for v in chosen})

@@ -217,3 +217,25 @@ def test_example_seeds_that_differ_by_multiples_of_2_to_the_32_give_different_st
     assert torch.equal(torch.rand(4, generator=example_generator(7)), torch.rand(4, generator=example_generator(7)))
     assert all(0 <= mix_seed(s) < 2**32 for s in (0, 1, 2**40, 2**63, -3))
     assert len({mix_seed(s) for s in range(10_000)}) == 10_000
+
+
+def test_copy_warm_up_ends_after_unmasked_loss_steps_also_across_a_resume(tmp_path):
+    # the trainer tells the task which step it collates; the auxiliary visible-byte loss stops at
+    # data.unmasked_loss_steps, and a resumed run continues with the same schedule
+    corpus = write_corpus(tmp_path / "c.txt")
+    seen: list[tuple[int, bool]] = []
+
+    cls = get_task_class("mlm")
+
+    class Recording(cls):
+        def collate(self, items, seeds, masking=None):
+            batch = super().collate(items, seeds, masking)
+            seen.append((self.step, "visible_labels" in batch))  # (evaluation collates at the last step too)
+            return batch
+
+    overrides = tiny_mlm(corpus, tmp_path / "run", **{"data.unmasked_loss_steps": 3, "train.stop_after_steps": 4})
+    Trainer(Recording(build_config("mlm", overrides=overrides), log=lambda m: None), log=lambda m: None).fit()
+    overrides["train.stop_after_steps"] = None
+    Trainer(Recording(build_config("mlm", overrides=overrides), log=lambda m: None), log=lambda m: None).fit()
+    assert sorted({s for s, _ in seen}) == list(range(6))
+    assert all(has == (s < 3) for s, has in seen)

@@ -8,6 +8,8 @@ this interface:
   an indexable sequence of examples;
 * ``collate(items, seeds)`` turns examples into a batch dict of tensors; all randomness (e.g.
   masking) comes from the per-example ``seeds``, so batches depend only on (seed, step);
+  ``step`` is the training step being collated (set by the trainer, also after a resume), for
+  recipes that change over training;
 * ``count(batch)`` is the number of units the loss is summed over (examples, masked bytes);
 * ``loss(model, batch)`` returns the *summed* loss (0-d tensor); the trainer divides by the global count;
 * ``evaluate(model, split)`` -> metrics; ``report(model, metrics)`` -> lines for the final printout.
@@ -106,6 +108,7 @@ class Task(ABC):
         self.config = config
         self.log = log
         self.train_data: Sequence[Any] | None = None
+        self.step = 0  # the training step being collated; the trainer sets it
 
     @classmethod
     def finalize_config(cls, cfg: Config) -> Config:

@@ -327,6 +327,7 @@ class Trainer:
         t_last, ex_last = time.perf_counter(), 0
         for step in range(start_step, stop):
             plan = self.batch_plan(step)
+            task.step = step
             batches = [task.collate([task.train_data[i] for i in idx], seeds) for idx, seeds in plan]
             counts = torch.tensor([float(sum(task.count(b) for b in batches))], dtype=torch.float64)
             global_count = float(all_reduce_sum(counts).item())
