@@ -78,6 +78,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from perceiver_io.adapters.text import NUM_SPECIAL_TOKENS, VOCAB_SIZE
 from perceiver_io.layers.blocks import MLP
 from perceiver_io.models.perceiver_ar import (
+    ARSelfAttention,
     CausalLanguageHead,
     PerceiverAR,
     PerceiverARConfig,
@@ -107,20 +108,9 @@ def num_heads(width: int, head_width: int) -> int:
     return max([h for h in range(1, width // head_width + 1) if width % h == 0] or [1])
 
 
-class CausalBlock(nn.Module):
-    """Pre-LN causal self-attention block: ``x += Dropout(Attn(LN(x)))``; ``x += MLP(LN(x))`` with
-    Perceiver AR's rotary attention and MLP (the layers of its latent self-attention stack)."""
-
-    def __init__(self, c: PerceiverARConfig) -> None:
-        super().__init__()
-        d = c.num_latent_channels
-        self.norm = nn.LayerNorm(d)
-        self.attention = RotaryAttention(
-            c.num_self_attention_heads, d, d, d, d, d, c.rotary_fraction, c.max_wavelength, c.attention_dropout
-        )
-        self.dropout = nn.Dropout(c.dropout)
-        self.mlp_norm = nn.LayerNorm(d)
-        self.mlp = MLP(d, c.self_attention_widening_factor, c.activation, c.dropout)
+class CausalBlock(ARSelfAttention):
+    """Pre-LN causal self-attention block: ``x += Dropout(Attn(LN(x)))``; ``x += MLP(LN(x))``: Perceiver AR's
+    latent self-attention layer, with a forward over all ``L`` positions (SDPA's causal kernel when unpadded)."""
 
     def forward(self, x: Tensor, positions: Tensor, mask: Tensor | None) -> Tensor:
         """``x (B, L, d)``; ``mask (B, 1, L, L)`` bool or ``None`` (plain causal, no padding)."""
