@@ -272,7 +272,8 @@ def render_layers(
     """Composite ``layers`` (back to front; the first must be opaque and cover the image) into a pair.
 
     Returns ``frame1``, ``frame2`` ``(3, H, W)`` float, ``flow (2, H, W)`` px (exact: ``T_k(p) - p`` of
-    the front-most layer ``k`` at ``p``), ``occluded (H, W)`` bool; with ``return_layers`` also
+    the front-most layer ``k`` at ``p``), ``occluded (H, W)`` bool, ``flow_backward (2, H, W)`` px (exact:
+    ``T_k⁻¹(x) - x`` of the front-most layer ``k`` at ``x`` in frame 2; the pair reversed); with ``return_layers`` also
     ``layers1`` / ``layers2 (H, W)`` uint8, the front-most layer index per pixel in each frame.
     ``antialias=False`` composites with hard 0/1 alpha (alpha > 0.5).
     """
@@ -308,17 +309,23 @@ def render_layers(
         frame1[:, iy0:iy1, ix0:ix1] = region + (tex - region) * hard(a)
         front1[iy0:iy1, ix0:ix1][a > 0.5] = k
 
-    # frame 2: each layer sampled at T^-1(x), only inside the box of frame 2 it can reach
+    # frame 2: each layer sampled at T^-1(x), only inside the box of frame 2 it can reach;
+    # the backward flow T_k^-1(x) - x of the front-most layer k at x comes with it
     boxes = [layer.frame2_box((h, w)) for layer in layers]
+    backward = torch.zeros(h, w, 2)
     for k, (layer, box) in enumerate(zip(layers, boxes, strict=True)):
         if box is None:
             continue
         by0, by1, bx0, bx1 = box
+        bh, bw = by1 - by0 + 1, bx1 - bx0 + 1
         pts = _pixel_grid(by0, by1, bx0, bx1)
-        s = layer.sample(layer.motion.inverse(pts)).reshape(4, by1 - by0 + 1, bx1 - bx0 + 1)
+        source = layer.motion.inverse(pts)
+        s = layer.sample(source).reshape(4, bh, bw)
         region = frame2[:, by0 : by1 + 1, bx0 : bx1 + 1]
         frame2[:, by0 : by1 + 1, bx0 : bx1 + 1] = region + (s[:3] - region) * hard(s[3])
-        front2[by0 : by1 + 1, bx0 : bx1 + 1][s[3] > 0.5] = k
+        front = s[3] > 0.5
+        front2[by0 : by1 + 1, bx0 : bx1 + 1][front] = k
+        backward[by0 : by1 + 1, bx0 : bx1 + 1][front] = (source - pts).reshape(bh, bw, 2)[front]
 
     # flow: T_k(p) - p of the front-most layer k of frame 1 (the background's everywhere, then each object's box)
     grid = _pixel_grid(0, h - 1, 0, w - 1).reshape(h, w, 2)
@@ -351,6 +358,7 @@ def render_layers(
         "frame2": frame2.clamp_(0, 1),
         "flow": flow.permute(2, 0, 1).contiguous(),
         "occluded": occluded,
+        "flow_backward": backward.permute(2, 0, 1).contiguous(),
     }
     if return_layers:
         out["layers1"] = front1
@@ -760,7 +768,8 @@ def render_flow_pair(
     silhouettes: Tensor | None = None,
     return_layers: bool = False,
 ) -> dict[str, Tensor]:
-    """One random pair: ``frame1``, ``frame2 (3, H, W)`` in [0, 1], ``flow (2, H, W)`` px, ``occluded (H, W)`` bool.
+    """One random pair: ``frame1``, ``frame2 (3, H, W)`` in [0, 1], ``flow (2, H, W)`` px, ``occluded (H, W)`` bool,
+    ``flow_backward (2, H, W)`` px (frame 2 -> frame 1).
 
     Deterministic in ``seed`` (and the pools): an int, a sequence of ints or a numpy generator, see
     :func:`make_rng`. See :func:`sample_scene` for the pools and :func:`render_layers` for ``return_layers``.
@@ -849,7 +858,8 @@ def load_image_pool(
 
 class FlowPairs(Dataset):
     """Procedural flow pairs: ``data[i]`` -> dict of ``frame1``, ``frame2 (3, H, W)`` float in [0, 1],
-    ``flow (2, H, W)`` px (u = Δx, v = Δy, exact), ``occluded (H, W)`` bool.
+    ``flow (2, H, W)`` px (u = Δx, v = Δy, exact), ``occluded (H, W)`` bool, ``flow_backward (2, H, W)``
+    px (exact flow of the reversed pair, frame 2 -> frame 1).
 
     ``split`` selects disjoint seeds (pair ``i`` is seeded by the key ``(SPLIT_KEY[split], seed, i)``
     through numpy's ``SeedSequence``) and disjoint image pools: ``textures`` / ``silhouettes`` as
