@@ -24,7 +24,7 @@ from perceiver_io.inference import (
     psnr,
 )
 from perceiver_io.models.flow import OpticalFlow, OpticalFlowOutput
-from perceiver_io.visualize import flow_to_rgb, save_flow_png, save_image_grid
+from perceiver_io.visualize import flow_to_color, flow_to_rgb, save_flow_png, save_image_grid
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -306,8 +306,36 @@ def test_cli_flow(tmp_path):
     assert Image.open(out).size == (13, 9)
     flow = np.load(npy)
     assert flow.shape == (9, 13, 2) and flow.dtype == np.float32
+    assert (np.asarray(Image.open(out)) == flow_to_color(torch.from_numpy(flow)).numpy()).all()  # middlebury
+    result = runner.invoke(app, [*args, "--wheel", "hsv"])
+    assert result.exit_code == 0, result.output
+    assert (np.asarray(Image.open(out)) == flow_to_rgb(torch.from_numpy(flow)).numpy()).all()
+    assert_user_error(runner.invoke(app, [*args, "--wheel", "rainbow"]))
     f3 = write_image(tmp_path / "f3.png", 10, 13)
     assert_user_error(runner.invoke(app, [*args[:4], str(f1), str(f3), "--out", str(out)]))
+
+
+def test_cli_flow_flo_and_arrows(tmp_path):
+    from perceiver_io.flow_io import read_flo
+
+    torch.manual_seed(0)
+    model = perceiver_io.create_model("test-optical-flow").eval()
+    with torch.no_grad():  # the output layer starts at zero: make the flow non-trivial
+        model.decoder.projection.weight.normal_(0, 1.0)
+    model.save_pretrained(tmp_path / "flow")
+    f1 = write_image(tmp_path / "f1.png", 20, 30, seed=1)
+    f2 = write_image(tmp_path / "f2.png", 20, 30, seed=2)
+    flo, npy, arrows = tmp_path / "out" / "flow.flo", tmp_path / "flow.npy", tmp_path / "arrows" / "a.png"
+    args = ["predict", "flow", "--model", str(tmp_path / "flow"), str(f1), str(f2), "--out", str(tmp_path / "f.png")]
+    result = runner.invoke(app, [*args, "--flo", str(flo), "--save-npy", str(npy), "--arrows", str(arrows)])
+    assert result.exit_code == 0, result.output
+    assert str(flo) in result.output and str(arrows) in result.output
+    flow, valid = read_flo(flo)
+    expected = np.load(npy)
+    assert flow.shape == (20, 30, 2) and valid.all() and np.abs(expected).max() > 0
+    np.testing.assert_array_equal(flow, expected)  # float32 both ways: exact
+    assert Image.open(arrows).size == (30, 20)
+    assert_user_error(runner.invoke(app, [*args, "--arrows", str(arrows), "--arrow-scale", "0"]))
 
 
 def test_cli_autoencode(tmp_path):

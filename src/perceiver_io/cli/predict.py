@@ -103,10 +103,24 @@ def predict_flow(
     frame1: Annotated[Path, typer.Argument(help="first RGB frame (image file)")],
     frame2: Annotated[Path, typer.Argument(help="second RGB frame, same size")],
     model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
-    out: Annotated[Path, typer.Option(help="colour-coded flow PNG to write (hue = direction)")] = Path("flow.png"),
+    out: Annotated[
+        Path, typer.Option(help="colour-coded flow PNG to write (hue = direction, saturation = magnitude)")
+    ] = Path("flow.png"),
+    wheel: Annotated[
+        str,
+        typer.Option(
+            help="colour coding of --out: middlebury (the Baker et al. colour wheel of flow benchmarks) "
+            "or hsv (the official Perceiver IO colab's)"
+        ),
+    ] = "middlebury",
     save_npy: Annotated[
         Path | None, typer.Option(help="also write the raw flow (H, W, 2) float32, pixels, to this .npy")
     ] = None,
+    flo: Annotated[Path | None, typer.Option("--flo", help="also write the flow to this Middlebury .flo file")] = None,
+    arrows: Annotated[
+        Path | None, typer.Option(help="also write FRAME1 with the flow drawn as arrows to this PNG")
+    ] = None,
+    arrow_scale: float = typer.Option(1.0, help="--arrows: arrow length per pixel of flow (> 0; 1 = true length)"),
     tile_overlap: int | None = typer.Option(
         None, min=0, help="minimum overlap in pixels of the tiles at the training size (default 20)"
     ),
@@ -122,9 +136,13 @@ def predict_flow(
 ) -> None:
     """Estimate optical flow from FRAME1 to FRAME2 (tiled at the model's training size) and draw it."""
     from perceiver_io.inference import estimate_flow
-    from perceiver_io.visualize import save_flow_png
+    from perceiver_io.visualize import FLOW_WHEELS, save_flow_arrows, save_flow_png
 
     with user_errors():
+        if wheel not in FLOW_WHEELS:
+            raise ValueError(f"--wheel must be one of {', '.join(FLOW_WHEELS)}, got {wheel!r}")
+        if not arrow_scale > 0:
+            raise ValueError(f"--arrow-scale must be a positive number, got {arrow_scale}")
         net = _load_model(model, device)
         flow = estimate_flow(
             net,
@@ -136,15 +154,32 @@ def predict_flow(
             chunk_size=chunk_size or "auto",
         )
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_flow_png(flow, out, max_radius)
+        save_flow_png(flow, out, max_radius, wheel=wheel)
+        written = [out]
         if save_npy is not None:
             import numpy as np
 
             save_npy.parent.mkdir(parents=True, exist_ok=True)
             np.save(save_npy, flow.numpy().astype("float32"))
+            written.append(save_npy)
+        if flo is not None:
+            from perceiver_io.flow_io import write_flo
+
+            flo.parent.mkdir(parents=True, exist_ok=True)
+            write_flo(flo, flow.numpy())
+            written.append(flo)
+        if arrows is not None:
+            import torch
+
+            from perceiver_io.inference import load_image
+
+            image = load_image(frame1, "frame1").round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+            arrows.parent.mkdir(parents=True, exist_ok=True)
+            save_flow_arrows(image, flow, arrows, scale=arrow_scale)
+            written.append(arrows)
     mag = flow.norm(dim=-1)
     typer.echo(f"flow {tuple(flow.shape)}: mean |flow| {float(mag.mean()):.3f} px, max {float(mag.max()):.3f} px")
-    typer.echo(f"wrote {out}" + (f" and {save_npy}" if save_npy is not None else ""))
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 def _load_npy(path: Path, name: str):
