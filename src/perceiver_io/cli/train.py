@@ -11,7 +11,7 @@ from perceiver_io.cli.common import train_errors
 
 train_app = typer.Typer()
 
-_TASK_HELP = "task: mlm, clm, image-classification or text-classification"
+_TASK_HELP = "task: mlm, clm, flow, image-classification or text-classification"
 
 
 @train_app.command()
@@ -49,6 +49,14 @@ def evaluate(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key=value overrides (e.g. data.eval_windows=64)")
     ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="flow only: evaluate on a folder of your own pairs (sub-folders of im0.png, im1.png, forward.flo "
+            "or frame1.*, frame2.*, flow.flo / KITTI flow.png) instead of the held-out procedural pairs",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a trained run (its final model, or a checkpoint) on held-out data."""
     from perceiver_io.training.run import run_evaluate
@@ -56,5 +64,10 @@ def evaluate(
     if split not in ("valid", "test"):
         typer.echo(f"error: --split must be valid or test, got {split!r}", err=True)
         raise typer.Exit(2)
+    if pairs is not None:
+        if task != "flow" or split != "test":
+            typer.echo(f"error: --pairs is for the flow task's test split, got {task!r}, split {split!r}", err=True)
+            raise typer.Exit(2)
+        overrides = [*(overrides or []), f"data.pairs_dir={pairs}"]
     with train_errors():
         run_evaluate(task, str(run), str(checkpoint) if checkpoint else None, split, overrides, echo=typer.echo)

@@ -125,6 +125,35 @@ def optical_flow_perceiver() -> OpticalFlowConfig:
     return OpticalFlowConfig()
 
 
+@register_model(
+    "optical-flow-perceiver-small",
+    OpticalFlow,
+    info=PretrainedInfo(input_range=(-1.0, 1.0), output_scale=20.0, tile_size=(64, 64)),
+)
+def optical_flow_perceiver_small() -> OpticalFlowConfig:
+    """The CPU preset of ``perceiver-io train flow``: 64×64 training size, 16 Fourier bands (64 + 66 = 130
+    input channels), 128 × 128 latents, 6 self-attention layers (4 heads), widening 2, cross-attention
+    keys 64 wide in the encoder and decoder (1.0M parameters; 1.3 s per training step of 8 pairs on one
+    CPU thread)."""
+    return OpticalFlowConfig(
+        image_size=(64, 64),
+        num_frequency_bands=16,
+        encoder=EncoderConfig(
+            num_latents=128,
+            num_latent_channels=128,
+            num_blocks=1,
+            num_self_attends_per_block=6,
+            num_cross_attention_heads=1,
+            num_self_attention_heads=4,
+            cross_attention_qk_channels=64,
+            cross_attention_v_channels=128,
+            cross_attention_widening_factor=2,
+            self_attention_widening_factor=2,
+        ),
+        decoder=_flow_decoder().replace(num_qk_channels=64, num_v_channels=128),
+    )
+
+
 @register_model("test-optical-flow", OpticalFlow, info=PretrainedInfo(tiny=True, input_range=(-1.0, 1.0)))
 def test_optical_flow() -> OpticalFlowConfig:
     """Tiny flow model: 12×16 training size, 8 Fourier bands, 16 × 32 latents, 2 layers."""
