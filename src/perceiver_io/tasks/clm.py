@@ -32,13 +32,13 @@ from perceiver_io.training.trainer import TrainConfig
 
 __all__ = ["CLMDataConfig", "CLMConfig", "CLMTask", "copy_example"]
 
-_DEFAULT_SEQ_LEN = {"text": 4096, "copy": 32}
+_DEFAULT_SEQ_LEN = {"text": 2048, "copy": 32}
 
 
 @dataclass
 class CLMDataConfig(Config):
     """``task``: "text" or "copy". ``seq_len``: input tokens per example (the model's context); ``None``:
-    4,096 for text, 32 for copy. ``stride``: training-window step in bytes (``None``: the latent count).
+    2,048 for text, 32 for copy. ``stride``: training-window step in bytes (``None``: the latent count).
     ``corpus``/``fallback_corpus``: as the ``mlm`` task (brown | stdlib | a folder of .txt | a text file)."""
 
     task: Literal["text", "copy"] = "text"
@@ -71,13 +71,13 @@ class CLMDataConfig(Config):
 
 def _clm_train() -> TrainConfig:
     return TrainConfig(
-        max_steps=2000,
-        batch_size=16,
+        max_steps=1200,
+        batch_size=8,
         lr=5e-4,
-        warmup_steps=200,
+        warmup_steps=120,
         weight_decay=0.01,
         grad_clip=1.0,
-        eval_every=500,
+        eval_every=300,
         checkpoint_every=250,
     )
 
