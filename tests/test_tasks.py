@@ -239,3 +239,12 @@ def test_copy_warm_up_ends_after_unmasked_loss_steps_also_across_a_resume(tmp_pa
     Trainer(Recording(build_config("mlm", overrides=overrides), log=lambda m: None), log=lambda m: None).fit()
     assert sorted({s for s, _ in seen}) == list(range(6))
     assert all(has == (s < 3) for s, has in seen)
+
+
+@pytest.mark.parametrize("task", ["mlm", "clm", "flow", "image-classification", "text-classification"])
+def test_config_files_hold_the_built_in_defaults(task):
+    """``configs/TASK.yaml`` says it is the task's defaults written out; keep it so."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{task}.yaml"
+    assert build_config(task, str(path)) == build_config(task)
