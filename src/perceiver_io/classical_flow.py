@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from perceiver_io.flow_io import require_cv2
+
 __all__ = ["CLASSICAL_METHODS", "DIS_PRESETS", "FARNEBACK_DEFAULTS", "dis_flow", "farneback_flow", "zero_flow"]
 
 #: Default ``cv2.calcOpticalFlowFarneback`` parameters (those of OpenCV's own sample ``python/opt_flow.py``
@@ -52,14 +54,7 @@ _DIS_PAD_SIDE = 24
 
 
 def _cv2():
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - optional extra
-        raise ImportError(
-            "classical optical flow (Farnebäck, DIS) needs OpenCV: pip install 'perceiver-family[flow]' "
-            "(or opencv-python-headless)"
-        ) from e
-    return cv2
+    return require_cv2("classical optical flow (Farnebäck, DIS) needs OpenCV")
 
 
 def _to_rgb_uint8(frame: Any, name: str) -> np.ndarray:

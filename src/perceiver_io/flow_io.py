@@ -152,14 +152,12 @@ def write_flo(path: PathLike, flow: Any, valid: Any = None) -> None:
 # KITTI 16-bit PNG
 
 
-def _cv2():
+def require_cv2(purpose: str = "KITTI flow PNGs (16-bit RGB) are read and written with OpenCV"):
+    """The ``cv2`` module (extra ``flow``), or an ImportError starting with ``purpose`` that says how to install it."""
     try:
         import cv2
     except ImportError as e:  # pragma: no cover - optional extra
-        raise ImportError(
-            "KITTI flow PNGs (16-bit RGB) are read and written with OpenCV: "
-            "pip install 'perceiver-family[flow]' (or opencv-python-headless)"
-        ) from e
+        raise ImportError(f"{purpose}: pip install 'perceiver-family[flow]' (or opencv-python-headless)") from e
     return cv2
 
 
@@ -168,7 +166,7 @@ def read_kitti_flow(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
 
     Raises ``ValueError`` when the file is not a 16-bit 3-channel PNG.
     """
-    cv2 = _cv2()
+    cv2 = require_cv2()
     p = Path(path)
     data = np.frombuffer(p.read_bytes(), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
@@ -193,7 +191,7 @@ def write_kitti_flow(path: PathLike, flow: Any, valid: Any = None) -> None:
 
     Raises ``ValueError`` for valid values outside :data:`KITTI_RANGE`.
     """
-    cv2 = _cv2()
+    cv2 = require_cv2()
     f = _as_flow(flow)
     h, w, _ = f.shape
     v = _as_valid(valid, (h, w))
