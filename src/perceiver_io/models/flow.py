@@ -133,8 +133,8 @@ def optical_flow_perceiver() -> OpticalFlowConfig:
 def optical_flow_perceiver_small() -> OpticalFlowConfig:
     """The CPU preset of ``perceiver-io train flow``: 64×64 training size, 16 Fourier bands (64 + 66 = 130
     input channels), 128 × 128 latents, 6 self-attention layers (4 heads), widening 2, cross-attention
-    keys 64 wide in the encoder and decoder (1.0M parameters; 1.3 s per training step of 8 pairs on one
-    CPU thread)."""
+    keys 64 wide in the encoder and decoder (1.0M parameters; about 0.9 s per training step of 8 pairs
+    on one shared CPU thread)."""
     return OpticalFlowConfig(
         image_size=(64, 64),
         num_frequency_bands=16,
