@@ -427,5 +427,9 @@ def test_train_clm_on_text_then_predict_generate(tmp_path):
         app, ["predict", "generate", "--model", str(run / "model"), "Hi", "--sample", "--top-p", "0.9", "--no-cache"]
     )
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["predict", "generate", "--model", str(run / "model"), "", "--bos"])
+    assert res.exit_code == 0, res.output  # [BOS] alone is a prompt (the copy task's sequences start with it)
+    res = CliRunner().invoke(app, ["predict", "generate", "--model", str(run / "model"), ""])
+    assert res.exit_code == 1 and "must not be empty" in res.output
     res = CliRunner().invoke(app, ["predict", "generate", "--model", str(tmp_path / "nope"), "Hi"])
     assert res.exit_code == 1 and "no such directory" in res.output

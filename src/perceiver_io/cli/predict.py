@@ -279,6 +279,9 @@ def predict_generate(
     seed: int = typer.Option(0, help="random seed for sampling"),
     stop: Annotated[list[str] | None, typer.Option("--stop", help="stop after this text (repeatable)")] = None,
     cache: bool = typer.Option(True, "--cache/--no-cache", help="key/value caches (--no-cache re-runs the model)"),
+    bos: bool = typer.Option(
+        False, "--bos/--no-bos", help="start with [BOS] (models trained on BOS-prefixed sequences, e.g. the copy task)"
+    ),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
 ) -> None:
     """Continue PROMPT with a Perceiver AR model, printing the text as it is generated (streaming)."""
@@ -287,7 +290,7 @@ def predict_generate(
 
     import torch
 
-    from perceiver_io.adapters.text import EOS_ID, NUM_SPECIAL_TOKENS, VOCAB_SIZE, BytesTokenizer
+    from perceiver_io.adapters.text import BOS_ID, EOS_ID, NUM_SPECIAL_TOKENS, VOCAB_SIZE, BytesTokenizer
     from perceiver_io.models.perceiver_ar import PerceiverAR
 
     with user_errors():
@@ -297,9 +300,9 @@ def predict_generate(
         if net.config.vocab_size != VOCAB_SIZE:
             raise ValueError(f"--model: vocabulary of {net.config.vocab_size} tokens is not the byte vocabulary")
         tokenizer = BytesTokenizer()
-        ids = tokenizer.encode(prompt, parse_mask=False)
+        ids = ([BOS_ID] if bos else []) + list(tokenizer.encode(prompt, parse_mask=False))
         if not ids:
-            raise ValueError("the prompt must not be empty")
+            raise ValueError("the prompt must not be empty (or pass --bos to start from [BOS] alone)")
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         out = sys.stdout
 
