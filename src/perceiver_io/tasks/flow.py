@@ -328,10 +328,6 @@ class FlowTask(Task):
         return lines
 
 
-class _PairList(list):
-    sources: dict
-
-
 def read_pairs_dir(directory: str | Path) -> list[dict[str, Tensor]]:
     """A user's pairs: every sub-folder (or the folder itself) holding two frames and a flow file.
 
@@ -346,7 +342,7 @@ def read_pairs_dir(directory: str | Path) -> list[dict[str, Tensor]]:
     if not root.is_dir():
         raise DataUnavailable(f"data.pairs_dir {str(root)!r} is not a folder")
     folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
-    pairs = _PairList()
+    pairs: list[dict[str, Tensor]] = []
     for folder in folders:
         frames = _find(folder, ("im0", "frame1")), _find(folder, ("im1", "frame2"))
         flow_file = next((folder / n for n in ("forward.flo", "flow.flo", "flow.png") if (folder / n).is_file()), None)
@@ -365,7 +361,6 @@ def read_pairs_dir(directory: str | Path) -> list[dict[str, Tensor]]:
         raise DataUnavailable(
             f"data.pairs_dir {str(root)!r} holds no pair (im0.png + im1.png + forward.flo, or frame1/frame2 + flow.flo)"
         )
-    pairs.sources = {"textures": [], "silhouettes": []}
     return pairs
 
 
