@@ -392,3 +392,18 @@ def test_speed_benchmark_smoke(capsys):
     out = capsys.readouterr().out
     assert "pairs/s" in out and out.strip().splitlines()[-1].startswith("{")
     assert summary["results"][0]["size"] == "16x24" and summary["results"][0]["pairs_per_s"] > 0
+
+
+def test_preview_flow_cli_draws_a_row_per_pair(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from perceiver_io.cli import app
+
+    out = tmp_path / "pairs.png"
+    args = ["data", "preview-flow", "-o", str(out), "--num-pairs", "2", "--size", "16", "16", "--scale", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).size == (4 * 18 + 2, 2 * 18 + 2)  # 4 tiles of 16 px per row, 2 px gaps
+    res = CliRunner().invoke(app, ["data", "preview-flow", "-o", str(out), "--split", "nope"])
+    assert res.exit_code == 2 and "split must be one of" in res.output

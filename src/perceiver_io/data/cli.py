@@ -84,10 +84,8 @@ def preview_flow_cmd(
     scale: Annotated[int, typer.Option("--scale", min=1, max=16, help="nearest-neighbour magnification")] = 2,
 ) -> None:
     """Draw procedural flow pairs as rows of frame 1 | frame 2 | flow (Middlebury colours) | occlusion (black)."""
-    import numpy as np
-
     from perceiver_io.data.flow import FlowPairs
-    from perceiver_io.visualize import _pil, flow_to_color
+    from perceiver_io.visualize import flow_to_color, save_image_grid
 
     try:
         data = FlowPairs(split, size=size, length=num_pairs)
@@ -96,15 +94,12 @@ def preview_flow_cmd(
         raise typer.Exit(2) from None
     pairs = [data[i] for i in range(num_pairs)]
     radius = max(float(p["flow"].norm(dim=0).max()) for p in pairs)
-    rows = []
+    tiles = []
     for p in pairs:
-        frames = [(p[k].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for k in ("frame1", "frame2")]
-        flow = flow_to_color(p["flow"].permute(1, 2, 0), max_radius=radius).numpy()
-        occ = np.repeat(np.where(p["occluded"].numpy(), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-        gap = np.full((size[0], 2, 3), 255, np.uint8)
-        rows.append(np.concatenate([frames[0], gap, frames[1], gap, flow, gap, occ], axis=1))
-        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
-    grid = np.concatenate(rows[:-1], axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
+        occ = (~p["occluded"]).float().expand(3, -1, -1)  # occluded pixels black
+        flow = flow_to_color(p["flow"].permute(1, 2, 0), max_radius=radius).permute(2, 0, 1).float() / 255
+        tiles += [p["frame1"], p["frame2"], flow, occ]
+    tiles = [t.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2) for t in tiles]
     out.parent.mkdir(parents=True, exist_ok=True)
-    _pil().fromarray(grid).save(out)
+    save_image_grid(tiles, out, ncols=4)
     typer.echo(f"wrote {out}: {num_pairs} {split} pairs of {size[0]}×{size[1]}, colours saturate at {radius:.1f} px")
