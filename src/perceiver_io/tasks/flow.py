@@ -107,10 +107,15 @@ class FlowTaskConfig(Config):
     train: TrainConfig = field(default_factory=_flow_train)
 
 
+def final_phase_start(max_steps: int, final_fraction: float) -> float:
+    """The first step of the final phase: ``(1 - final_fraction) · max_steps`` (``max_steps`` when it is 0)."""
+    return (1.0 - final_fraction) * max_steps
+
+
 def augmentation_severity(step: int, max_steps: int, start: float, final_fraction: float) -> float:
     """Severity in ``[0, 1]`` at ``step``: linear from ``start`` to 1 over the first ``1 - final_fraction``
-    of ``max_steps``; 0 in the final phase (steps ``>= (1 - final_fraction) · max_steps``)."""
-    ramp = (1.0 - final_fraction) * max_steps
+    of ``max_steps``; 0 in the final phase (steps ``>=`` :func:`final_phase_start`)."""
+    ramp = final_phase_start(max_steps, final_fraction)
     if step >= ramp:
         return 0.0
     return start + (1.0 - start) * step / max(ramp, 1.0)
@@ -212,7 +217,7 @@ class FlowTask(Task):
     def in_final_phase(self) -> bool:
         """The last ``final_fraction`` of the steps: no augmentation, pairs forward and reversed."""
         d = self.config.data
-        return d.final_fraction > 0 and self.step >= (1.0 - d.final_fraction) * self.config.train.max_steps
+        return d.final_fraction > 0 and self.step >= final_phase_start(self.config.train.max_steps, d.final_fraction)
 
     def collate(self, items: list[dict[str, Tensor]], seeds: list[int]) -> dict[str, Tensor]:
         """-> ``frames (B, 2, 3, H, W)`` in [-1, 1], ``query_indices (P,)`` flat pixels, ``targets (B, P, 2)`` px."""
