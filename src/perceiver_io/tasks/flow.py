@@ -108,7 +108,7 @@ class FlowTaskConfig(Config):
 
 
 def final_phase_start(max_steps: int, final_fraction: float) -> float:
-    """The first step of the final phase: ``(1 - final_fraction) · max_steps`` (``max_steps`` when it is 0)."""
+    """The step at which the final phase begins: ``(1 - final_fraction) · max_steps``."""
     return (1.0 - final_fraction) * max_steps
 
 
