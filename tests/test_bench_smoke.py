@@ -53,3 +53,11 @@ def test_mlm_diagnosis_smoke():
     assert set(rows) == set(variants.split(","))
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["copy_accuracy"] <= 1 for r in rows.values())
     assert rows["no_decoder_mlp"]["mflops"] < rows["baseline"]["mflops"]  # the mutated model is counted
+
+
+def test_clm_step_time_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "clm_step_time.py"), "--quick", "--configs", "32x2,64x1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert [(r["context"], r["batch_size"]) for r in summary["rows"]] == [(32, 2), (64, 1)]
+    assert all(r["step_seconds"] > 0 for r in summary["rows"])
