@@ -71,3 +71,18 @@ def evaluate(
         overrides = [*(overrides or []), f"data.pairs_dir={pairs}"]
     with train_errors():
         run_evaluate(task, str(run), str(checkpoint) if checkpoint else None, split, overrides, echo=typer.echo)
+
+
+@train_app.command()
+def consolidate(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="RUN_DIR/checkpoints/step-N (sharded, from train.strategy=fsdp) or step-N.pt")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="directory to write (save_pretrained layout)")],
+) -> None:
+    """Turn a training checkpoint — sharded by any number of FSDP ranks, or a whole-model file — into a
+    model directory for `perceiver-io predict --model DIR` and `from_pretrained`."""
+    from perceiver_io.training.run import consolidate as run_consolidate
+
+    with train_errors():
+        run_consolidate(checkpoint, output, echo=typer.echo)

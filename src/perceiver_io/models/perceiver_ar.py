@@ -317,6 +317,8 @@ class RotaryAttention(nn.Module):
 class ARCrossAttention(nn.Module):
     """Latents ``(B, N, D)`` attend to the inputs ``(B, M, C)`` (separate pre-LayerNorms), query residual, MLP."""
 
+    fsdp_forward_methods = ("keys_values",)  # called by the encoder outside forward: FSDP2 must gather for it
+
     def __init__(self, c: PerceiverARConfig) -> None:
         super().__init__()
         d, ci = c.num_latent_channels, c.num_input_channels

@@ -1,6 +1,7 @@
 """Training checkpoints: model, optimizer, scheduler, scaler, RNG states and data position in one file.
 
-Files are ``RUN_DIR/checkpoints/step-00000100.pt``, written atomically (temporary file in the
+Files are ``RUN_DIR/checkpoints/step-00000100.pt`` (FSDP runs write sharded directories instead:
+:mod:`.sharded_checkpoint`), written atomically (temporary file in the
 same directory, then ``os.replace``), so a crash or SIGKILL never leaves a partial checkpoint
 under the final name. Each checkpoint's sha256 is kept beside it (``step-00000100.pt.sha256``)
 and checked on load, so a damaged file is named instead of resuming into NaN. Loading uses
@@ -34,7 +35,7 @@ __all__ = [
     "set_rng_state",
 ]
 
-_NAME = re.compile(r"^step-(\d+)\.pt$")
+_NAME = re.compile(r"^step-(\d+)(\.pt)?$")  # a file (one process, DDP) or a sharded directory (FSDP, DCP)
 
 
 class CheckpointError(RuntimeError):
@@ -95,7 +96,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def remove_checkpoint(path: str | Path) -> None:
-    """Delete a checkpoint and its checksum."""
+    """Delete a checkpoint (file and its checksum, or a sharded directory)."""
+    if Path(path).is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        return
     Path(path).unlink(missing_ok=True)
     checksum_path(path).unlink(missing_ok=True)
 
@@ -126,11 +130,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """``step-*.pt`` files in ``directory``, oldest step first."""
+    """``step-*.pt`` files and ``step-*/`` sharded directories in ``directory``, oldest step first."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in directory.iterdir()
+        if (m := _NAME.match(p.name)) and (p.is_file() if m.group(2) else p.is_dir())
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -140,13 +148,17 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete what a killed writer left behind (``.NAME.*.tmp``, checksums without a checkpoint)."""
+    """Delete what a killed writer left behind (``.NAME.*.tmp`` files and sharded directories,
+    checksums without a checkpoint)."""
     directory = Path(directory)
     stale = [p for p in directory.glob(".*.tmp")] if directory.is_dir() else []
     if directory.is_dir():
         stale += [p for p in directory.glob("step-*.pt.sha256") if not p.with_name(p.name[: -len(".sha256")]).exists()]
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return stale
 
 

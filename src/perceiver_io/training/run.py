@@ -16,7 +16,7 @@ from perceiver_io.training.checkpoint import CheckpointError, latest_checkpoint,
 from perceiver_io.training.overrides import flatten, parse_overrides
 from perceiver_io.training.trainer import Trainer, TrainResult
 
-__all__ = ["load_run_config", "run_train", "run_evaluate"]
+__all__ = ["load_run_config", "load_checkpoint_weights", "run_train", "run_evaluate", "consolidate"]
 
 
 def load_run_config(run_dir: str | Path, task_name: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -47,8 +47,9 @@ def run_train(
     base = {}
     if resume is not None:
         rp = Path(resume)
-        if rp.is_file():  # a checkpoint file inside RUN_DIR/checkpoints
-            load_checkpoint(rp)  # fails early with a clear message when unreadable
+        if rp.is_file() or is_sharded_checkpoint_dir(rp):  # a checkpoint inside RUN_DIR/checkpoints
+            if rp.is_file():
+                load_checkpoint(rp)  # fails early with a clear message when unreadable
             run_dir = rp.parent.parent
             parsed = {"train.resume_from": str(rp), **parsed}
         elif rp.is_dir():
@@ -117,13 +118,7 @@ def run_evaluate(
         ck = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run) / "checkpoints")
         if ck is None:
             raise CheckpointError(f"run {run!r} has neither a model/ directory nor checkpoints")
-        state = load_checkpoint(ck)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"checkpoint {str(ck)!r} does not match the run's model: {str(e).splitlines()[0]}"
-            ) from None
+        load_checkpoint_weights(ck, model)
         source = str(ck)
     model.eval()
     echo(f"evaluating {source} on the {split} split")
@@ -137,3 +132,43 @@ def run_evaluate(
         for line in lines:
             echo(line)
     return metrics
+
+
+def is_sharded_checkpoint_dir(path: Path) -> bool:
+    """A sharded (DCP) training checkpoint: a ``step-N`` directory holding ``trainer.pt``."""
+    from perceiver_io.training.sharded_checkpoint import TRAINER_STATE
+
+    return path.is_dir() and (path / TRAINER_STATE).is_file()
+
+
+def load_checkpoint_weights(checkpoint: str | Path, model: torch.nn.Module) -> torch.nn.Module:
+    """Fill ``model`` (unsharded) with a training checkpoint's weights: a ``step-N.pt`` file or a
+    sharded ``step-N/`` directory written by any number of FSDP ranks."""
+    ck = Path(checkpoint)
+    if ck.is_dir():
+        from perceiver_io.training.sharded_checkpoint import load_sharded
+
+        load_sharded(ck, model)
+        return model
+    state = load_checkpoint(ck)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        reason = str(e).splitlines()[0]
+        raise CheckpointError(f"checkpoint {str(ck)!r} does not match the run's model: {reason}") from None
+    return model
+
+
+def consolidate(checkpoint: str | Path, output: str | Path, echo: Callable[[str], None] = print) -> Path:
+    """Write a training checkpoint (a sharded FSDP directory or a ``.pt`` file) of ``RUN_DIR/checkpoints``
+    as a plain ``save_pretrained`` directory, for ``from_pretrained`` and ``perceiver-io predict``."""
+    ck = Path(checkpoint)
+    if not (ck.is_file() or is_sharded_checkpoint_dir(ck)):
+        raise CheckpointError(f"{str(ck)!r} is neither a checkpoint file nor a sharded checkpoint directory")
+    run_dir = ck.parent.parent
+    task_name, saved = load_run_config(run_dir)
+    task = get_task_class(task_name)(build_config(task_name, None, {}, base=flatten(saved)), log=echo)
+    model = load_checkpoint_weights(ck, task.build_model())
+    model.save_pretrained(output)
+    echo(f"wrote {output} ({task_name}, {sum(p.numel() for p in model.parameters()):,} parameters) from {ck}")
+    return Path(output)

@@ -45,6 +45,7 @@ RUNTIME_KEYS = frozenset(
         "train.save_model",
         "train.compile",
         "train.activation_checkpointing",
+        "train.strategy",
         "data.cache_dir",
     }
 )

@@ -7,6 +7,10 @@ its contiguous ``B / world_size`` slice, and every example gets its own random s
 Resuming from a checkpoint therefore reproduces the uninterrupted run exactly, and ``N``
 processes compute the same update as one process with the same global batch (the loss is
 summed per unit and divided by the *global* count of units).
+
+``train.strategy`` picks how several processes share the work (:mod:`.parallel`): ``ddp``
+replicates the model, ``fsdp`` shards parameters, gradients and optimizer state with FSDP2 and
+checkpoints with DCP (:mod:`.sharded_checkpoint`), which resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -49,8 +53,19 @@ from perceiver_io.training.distributed import (
 )
 from perceiver_io.training.logging import MetricLogger
 from perceiver_io.training.optim import build_optimizer
+from perceiver_io.training.parallel import (
+    Strategy,
+    full_state_dict,
+    grad_norm_value,
+    gradient_sync,
+    is_sharded,
+    resolve_strategy,
+    shard,
+    wrap_ddp,
+)
 from perceiver_io.training.rundir import RunDirError, RunLock, check_run_dir, new_run_dir
 from perceiver_io.training.schedule import build_scheduler
+from perceiver_io.training.sharded_checkpoint import is_sharded_checkpoint, load_sharded, save_sharded
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "default_run_dir"]
 
@@ -75,6 +90,7 @@ class TrainConfig(Config):
     compile: bool = False
     activation_checkpointing: bool = False
     device: str = "auto"
+    strategy: Strategy = "auto"
     num_threads: int | None = None  # None: the idle cores (see auto_threads)
     eval_every: int = 0
     eval_batches: int | None = None
@@ -247,6 +263,7 @@ class Trainer:
     def _fit_locked(self, run_dir: Path, ckpt_dir: Path) -> TrainResult:
         c, task, d = self.cfg, self.task, self.dist
         resume_path = Path(c.resume_from) if c.resume_from else (latest_checkpoint(ckpt_dir) if c.resume else None)
+        resume_path = broadcast_object(resume_path)  # every rank resumes from the checkpoint rank 0 found
         error = None
         if d.is_main:
             try:
@@ -270,7 +287,11 @@ class Trainer:
 
         torch.manual_seed(c.seed)
         model = task.build_model().to(self.device)
-        optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, tuple(c.betas), c.eps)
+        self.strategy = resolve_strategy(c.strategy, d.world_size)
+        if self.strategy == "fsdp" and d.enabled:
+            bf16 = c.precision == "bf16" and self.device.type == "cuda"  # gloo has no bf16 reduce-scatter
+            shard(model, param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32 if bf16 else None)
+        optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, tuple(c.betas), c.eps)  # after shard
         scheduler = build_scheduler(optimizer, c.warmup_steps, c.max_steps, c.min_lr_ratio)
         scaler = torch.amp.GradScaler("cuda", enabled=c.precision == "fp16")
 
@@ -278,7 +299,14 @@ class Trainer:
         start_step = 0
         if d.is_main and ckpt_dir.is_dir():
             remove_stale_temporaries(ckpt_dir)
-        if resume_path is not None:
+        if resume_path is not None and is_sharded_checkpoint(resume_path):
+            state = load_sharded(resume_path, model, optimizer)
+        elif resume_path is not None:
+            if is_sharded(model):
+                raise CheckpointError(
+                    f"train.strategy=fsdp resumes from sharded checkpoints (directories); {str(resume_path)!r} is "
+                    "a whole-model file: resume it with train.strategy=ddp or single"
+                )
             state = load_checkpoint(resume_path)
             try:
                 model.load_state_dict(upgrade_state_dict(state["model"], set(model.state_dict())))
@@ -288,6 +316,7 @@ class Trainer:
                 raise CheckpointError(
                     f"checkpoint {str(resume_path)!r} does not match this model/optimizer: {details}"
                 ) from None
+        if resume_path is not None:
             scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state and state["scaler"]:
                 scaler.load_state_dict(state["scaler"])
@@ -301,11 +330,7 @@ class Trainer:
             )
         logger = MetricLogger(run_dir, c.tensorboard, resume_step=start_step) if d.is_main else None
 
-        net: nn.Module = model
-        if d.enabled:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
+        net: nn.Module = wrap_ddp(model, self.device) if self.strategy == "ddp" else model
         if c.compile:
             net = torch.compile(net)
 
@@ -314,6 +339,7 @@ class Trainer:
         self.log(
             f"task {task.name}: {n_params:,} parameters, {self.num_examples:,} training examples, "
             f"{stop - start_step} steps × {c.batch_size} examples on {d.world_size} × {self.device} "
+            f"[{self.strategy}] "
             f"({self.threads} threads) -> {run_dir}"
         )
         losses: dict[int, float] = {}
@@ -337,16 +363,14 @@ class Trainer:
             loss_sum = torch.zeros((), dtype=torch.float64)
             for k, batch in enumerate(batches):
                 batch = {key: v.to(self.device) for key, v in batch.items()}
-                sync = k == len(batches) - 1 or not d.enabled
-                ctx = contextlib.nullcontext() if sync else net.no_sync()  # type: ignore[operator]
-                with ctx:
+                with gradient_sync(net, k == len(batches) - 1):
                     with self._autocast():
                         loss = task.loss(net, batch)
                     scaler.scale(loss.float() * scale).backward()
                 loss_sum += loss.detach().double().cpu()
             if c.grad_clip > 0:
                 scaler.unscale_(optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
+                grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
             else:
                 grad_norm = float("nan")
             scaler.step(optimizer)
@@ -380,15 +404,29 @@ class Trainer:
 
         if start_step < stop or not metrics:
             metrics = self._evaluate(model, logger, stop)
+        plain = self._plain_model(model)
         if d.is_main:
-            if c.save_model and stop == c.max_steps and hasattr(model, "save_pretrained"):
-                model.save_pretrained(run_dir / "model")
+            if c.save_model and stop == c.max_steps and hasattr(plain, "save_pretrained"):
+                plain.save_pretrained(run_dir / "model")
             logger.close()
         barrier()
-        return TrainResult(run_dir=run_dir, step=stop, losses=losses, metrics=metrics, model=model)
+        return TrainResult(run_dir=run_dir, step=stop, losses=losses, metrics=metrics, model=plain)
+
+    def _plain_model(self, model: nn.Module) -> nn.Module | None:
+        """``model`` itself, or for a sharded model an unsharded copy on rank 0 (``None`` elsewhere):
+        evaluation and saving run on rank 0 alone. A collective under FSDP."""
+        if not is_sharded(model):
+            return model
+        state = full_state_dict(model)
+        if not self.dist.is_main:
+            return None
+        plain = self.task.build_model()
+        plain.load_state_dict(state)
+        return plain.to(self.device).train(model.training)
 
     def _evaluate(self, model: nn.Module, logger: MetricLogger | None, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
+        model = self._plain_model(model)
         if self.dist.is_main:
             model.eval()
             with torch.no_grad(), self._autocast():
@@ -402,21 +440,27 @@ class Trainer:
 
     def _save(self, ckpt_dir: Path, step: int, model, optimizer, scheduler, scaler) -> None:
         error: OSError | None = None
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        state: dict[str, Any] = {
+            "step": step,
+            "epoch": epoch,
+            "offset": offset,
+            "world_size": self.dist.world_size,
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "rng": rng_state(),
+            "task": self.task.name,
+            "config": json.dumps(self.task.config.to_dict()),
+        }
+        if self.strategy == "fsdp":  # every rank writes its shards; DCP reshards on resume
+            save_sharded(ckpt_dir / f"step-{step:08d}", model, optimizer, state)
+            if self.dist.is_main and self.cfg.keep_checkpoints:
+                for old in list_checkpoints(ckpt_dir)[: -self.cfg.keep_checkpoints]:
+                    remove_checkpoint(old)
+            barrier()
+            return
         if self.dist.is_main:
-            epoch, offset = divmod(step, self.steps_per_epoch)
-            state: dict[str, Any] = {
-                "step": step,
-                "epoch": epoch,
-                "offset": offset,
-                "world_size": self.dist.world_size,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "rng": rng_state(),
-                "task": self.task.name,
-                "config": json.dumps(self.task.config.to_dict()),
-            }
+            state.update(model=model.state_dict(), optimizer=optimizer.state_dict())
             try:
                 save_checkpoint(checkpoint_path(ckpt_dir, step), state)
             except OSError as e:  # e.g. disk full: tell the other ranks instead of leaving them in a barrier
