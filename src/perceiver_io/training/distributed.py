@@ -35,10 +35,13 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on CUDA, gloo on CPU."""
+def setup_distributed(device: torch.device, single_process_group: bool = False) -> DistInfo:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on CUDA, gloo on CPU.
+
+    ``single_process_group``: join it under ``torchrun`` with one process too (FSDP on a single GPU).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not (single_process_group and "RANK" in os.environ):
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():

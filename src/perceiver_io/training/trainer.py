@@ -225,8 +225,8 @@ class Trainer:
         torch.set_num_threads(self.threads)
         if c.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.precision=fp16 needs a CUDA device (GradScaler); use bf16 on CPU")
-        self.dist: DistInfo = setup_distributed(self.device)
-        if self.device.type == "cuda" and self.dist.enabled:
+        self.dist: DistInfo = setup_distributed(self.device, single_process_group=c.strategy == "fsdp")
+        if self.device.type == "cuda" and torch.distributed.is_initialized():
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         try:
@@ -288,8 +288,8 @@ class Trainer:
         torch.manual_seed(c.seed)
         model = task.build_model().to(self.device)
         self.strategy = resolve_strategy(c.strategy, d.world_size)
-        if self.strategy == "fsdp" and d.enabled:
-            bf16 = c.precision == "bf16" and self.device.type == "cuda"  # gloo has no bf16 reduce-scatter
+        if self.strategy == "fsdp" and torch.distributed.is_initialized():  # torchrun: shard, even over one rank
+            bf16 = c.precision == "bf16"  # bf16 parameters (all-gathered in bf16), gradients reduced in fp32
             shard(model, param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32 if bf16 else None)
         optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, tuple(c.betas), c.eps)  # after shard
         scheduler = build_scheduler(optimizer, c.warmup_steps, c.max_steps, c.min_lr_ratio)
@@ -339,7 +339,7 @@ class Trainer:
         self.log(
             f"task {task.name}: {n_params:,} parameters, {self.num_examples:,} training examples, "
             f"{stop - start_step} steps × {c.batch_size} examples on {d.world_size} × {self.device} "
-            f"[{self.strategy}] "
+            f"[{self.strategy}{', sharded' if is_sharded(model) else ''}] "
             f"({self.threads} threads) -> {run_dir}"
         )
         losses: dict[int, float] = {}
