@@ -1,9 +1,12 @@
 """The benchmark scripts run end to end (tiny sizes; timings are not checked)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +64,12 @@ def test_clm_step_time_smoke():
     summary = json.loads(out.strip().splitlines()[-1])
     assert [(r["context"], r["batch_size"]) for r in summary["rows"]] == [(32, 2), (64, 1)]
     assert all(r["step_seconds"] > 0 for r in summary["rows"])
+
+
+def test_fsdp_memory_benchmark_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "fsdp_memory.py"), "--model", "test-language-perceiver", "--steps", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    # FSDP over 2 ranks owns half of DDP's parameter + gradient + AdamW bytes (up to padding of odd sizes)
+    assert summary["fsdp_state_mib"] == pytest.approx(summary["ddp_state_mib"] / 2, rel=0.05)
