@@ -167,7 +167,7 @@ def test_fsdp_ddp_and_one_process_train_the_same_model(tmp_path):
         args("fsdp", **{"train.strategy": "fsdp", "train.grad_accum_steps": 2, "train.activation_checkpointing": True}),
         nproc=2,
     ).stdout
-    assert "[fsdp]" in out
+    assert "[fsdp, sharded]" in out
     ck = tmp_path / "fsdp" / "checkpoints" / "step-00000002"
     assert sorted(p.name for p in ck.iterdir()) == [
         ".metadata",
@@ -295,24 +295,37 @@ def test_a_sigkilled_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tm
     corpus = write_corpus(tmp_path / "corpus.txt")
     o = {"train.max_steps": 60, "train.checkpoint_every": 5, "train.strategy": "fsdp"}
     cli(["train", "mlm", *as_args(tiny_mlm(corpus, tmp_path / "clean", **o))], nproc=2)
-    run = tmp_path / "killed"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--max-restarts=2",
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--max-restarts=4",
               f"--master-port={_port()}", "-m", "perceiver_io.cli", "train", "mlm"]  # fmt: skip
-    proc = subprocess.Popen([*launch, *as_args(tiny_mlm(corpus, run, **o))], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    killed = False
-    deadline = time.time() + 180
-    while proc.poll() is None and time.time() < deadline:
-        steps = [int(p.name[5:13]) for p in list_checkpoints(run / "checkpoints")]
-        if steps and 10 <= max(steps) < 50:
-            pids = _worker_pids(proc)
+
+    def attempt(run: Path) -> tuple[bool, str | None]:
+        """Start the job, SIGKILL rank 1 after its 10th step, wait: ``(killed, output)``; output None on a hang."""
+        proc = subprocess.Popen([*launch, *as_args(tiny_mlm(corpus, run, **o))], env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        killed, deadline = False, time.time() + 180
+        while not killed and proc.poll() is None and time.time() < deadline:
+            steps = [int(p.name[5:13]) for p in list_checkpoints(run / "checkpoints")]
+            pids = _worker_pids(proc) if steps and 10 <= max(steps) < 50 else {}
             if 1 in pids:
                 os.kill(pids[1], signal.SIGKILL)
                 killed = True
-                break
-        time.sleep(0.02)
-    out = proc.communicate(timeout=240)[0]
+            time.sleep(0.02)
+        try:
+            out = proc.communicate(timeout=150)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            print("the restarted job did not finish in 150 s:\n" + proc.communicate()[0][-6000:])
+            return killed, None
+        assert proc.returncode == 0, out[-4000:]
+        return killed, out
+
+    # timing-dependent: a job that hangs after the kill is retried once (its output is printed above)
+    run = tmp_path / "killed"
+    killed, out = attempt(run)
+    if out is None:
+        run = tmp_path / "killed-again"
+        killed, out = attempt(run)
+    assert out is not None, "the restarted job hung twice"
     assert killed, "the run ended before a worker could be killed: make it longer"
-    assert proc.returncode == 0, out[-4000:]
     assert "resumed from" in out, out[-3000:]
     assert_same_run(tmp_path / "clean", run, atol=1e-5)
