@@ -106,7 +106,8 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 def gradient_sync(net: nn.Module, enabled: bool) -> Iterator[None]:
     """Inside, backward accumulates gradients locally (``enabled=False``) or synchronises them across
     ranks: DDP's ``no_sync`` and FSDP2's ``set_requires_gradient_sync`` (no reduce-scatter until the
-    last micro-batch of an accumulation step)."""
+    last micro-batch of an accumulation step). ``net`` may be ``torch.compile``'s wrapper of either."""
+    net = getattr(net, "_orig_mod", net)
     if is_sharded(net):
         net.set_requires_gradient_sync(enabled)  # type: ignore[operator]
         yield

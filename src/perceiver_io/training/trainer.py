@@ -402,9 +402,9 @@ class Trainer:
                 self._save(ckpt_dir, done, model, optimizer, scheduler, scaler)
         bar.close()
 
+        plain = self._plain_model(model)  # gathered once for the last evaluation and the saved model
         if start_step < stop or not metrics:
-            metrics = self._evaluate(model, logger, stop)
-        plain = self._plain_model(model)
+            metrics = self._evaluate(plain, logger, stop)
         if d.is_main:
             if c.save_model and stop == c.max_steps and hasattr(plain, "save_pretrained"):
                 plain.save_pretrained(run_dir / "model")
