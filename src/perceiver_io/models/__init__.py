@@ -7,6 +7,7 @@ from perceiver_io.heads import ClassifierOutput, PerceiverIOOutput
 from perceiver_io.models.base import PerceiverIOBase, PerceiverModel
 from perceiver_io.models.classifier import ImageClassifier, ImageClassifierConfig, TextClassifier, TextClassifierConfig
 from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
+from perceiver_io.models.hip import HiP, HiPConfig, HiPOutput
 from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from perceiver_io.models.perceiver import Perceiver, PerceiverConfig
@@ -46,4 +47,7 @@ __all__ = [
     "MultimodalAutoencoder",
     "MultimodalAutoencoderConfig",
     "MultimodalAutoencoderOutput",
+    "HiP",
+    "HiPConfig",
+    "HiPOutput",
 ]
