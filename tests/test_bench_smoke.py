@@ -73,3 +73,12 @@ def test_fsdp_memory_benchmark_smoke():
     summary = json.loads(out.strip().splitlines()[-1])
     # FSDP over 2 ranks owns half of DDP's parameter + gradient + AdamW bytes (up to padding of odd sizes)
     assert summary["fsdp_state_mib"] == pytest.approx(summary["ddp_state_mib"] / 2, rel=0.05)
+
+
+def test_hip_vs_flat_benchmark_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "hip_vs_flat.py"), "--quick", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    rows = summary["scaling"]
+    assert {r["model"] for r in rows} == {"hip-cpu", "flat-cpu"} and len(rows) == 4
+    assert all(r["step_s"] > 0 and r["peak_rss_mib"] > 0 and r["fwd_gflops"] > 0 for r in rows)

@@ -241,7 +241,7 @@ def test_copy_warm_up_ends_after_unmasked_loss_steps_also_across_a_resume(tmp_pa
     assert all(has == (s < 3) for s, has in seen)
 
 
-@pytest.mark.parametrize("task", ["mlm", "clm", "flow", "image-classification", "text-classification"])
+@pytest.mark.parametrize("task", ["mlm", "clm", "flow", "image-classification", "text-classification", "hip-mae"])
 def test_config_files_hold_the_built_in_defaults(task):
     """``configs/TASK.yaml`` says it is the task's defaults written out; keep it so."""
     from pathlib import Path
