@@ -87,3 +87,28 @@ def test_tiny_mae_train_evaluate_and_probe(tmp_path, fake_digits):
     lines = task.report(result.model, m)
     assert "PSNR" in lines[0] and "linear probe" in lines[1]
     assert task.test_metrics["probe_accuracy"] > 0.9  # the bright square separates the classes
+
+    # pictures from the saved run
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from perceiver_io.cli import app
+
+    out = tmp_path / "pictures"
+    args = ["predict", "hip-mae", "--run", str(tmp_path / "mae"), "--out", str(out), "--images", "3"]
+    res = CliRunner().invoke(app, args + ["--references", "2"])
+    assert res.exit_code == 0, res.output
+    assert "PSNR on the hidden pixels of 3 test images" in res.output
+    assert Image.open(out / "reconstructions.png").size == (4 * 32 + 5 * 2, 3 * 32 + 4 * 2)  # 4 panels, scale 2
+    assert Image.open(out / "positions.png").size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)
+
+
+def test_position_similarity_is_one_at_the_reference():
+    import perceiver_io
+    from perceiver_io.tasks.hip_mae import position_similarity
+
+    model = perceiver_io.create_model("test-hip", modalities=("image",), input_index_dims=(64,), input_channels=(1,))
+    maps, refs = position_similarity(model, 8, references=2)
+    assert maps.shape == (4, 8, 8) and refs == [(2, 2), (2, 6), (6, 2), (6, 6)]
+    for m, (r, c) in zip(maps, refs, strict=True):
+        assert abs(float(m[r, c]) - 1) < 1e-5 and float(m.max()) <= 1 + 1e-5

@@ -17,6 +17,7 @@ from torch import Tensor
 
 __all__ = [
     "FLOW_WHEELS",
+    "diverging_rgb",
     "flow_to_color",
     "flow_to_rgb",
     "middlebury_colorwheel",
@@ -308,6 +309,13 @@ def save_image_grid(
         y, x = padding + r * (h + padding), padding + c * (w + padding)
         grid[y : y + h, x : x + w] = t
     Image.fromarray(grid.numpy()).save(os.fspath(path))
+
+
+def diverging_rgb(values: Tensor) -> Tensor:
+    """``(H, W)`` values in ``[-1, 1]`` -> ``(3, H, W)`` in ``[0, 1]``: blue (-1), white (0), red (+1)."""
+    v = values.detach().float().clamp(-1, 1)
+    pos, neg = v.clamp(min=0), (-v).clamp(min=0)
+    return torch.stack([1 - neg, 1 - pos - neg, 1 - pos])
 
 
 def save_reconstruction_png(

@@ -1,4 +1,4 @@
-"""``perceiver-io predict fill-mask|classify|flow|autoencode|generate``: run a saved model on your data."""
+"""``perceiver-io predict fill-mask|classify|flow|autoencode|generate|hip-mae``: run a saved model on your data."""
 
 from __future__ import annotations
 
@@ -265,6 +265,63 @@ def predict_autoencode(
         typer.echo(f"{name} PSNR: {value:.2f} dB")
     typer.echo("top classes: " + ", ".join(f"{int(i)} ({float(p):.3f})" for p, i in zip(probs, idx, strict=True)))
     typer.echo(f"wrote {out}/video.npy, audio.npy, frames.png, metrics.json")
+
+
+@predict_app.command("hip-mae")
+def predict_hip_mae(
+    run: Annotated[Path, typer.Option("--run", help="run directory of `perceiver-io train hip-mae`")],
+    out: Annotated[Path, typer.Option(help="output directory")],
+    images: int = typer.Option(8, min=1, help="test images to reconstruct"),
+    references: int = typer.Option(4, min=1, help="reference pixels per side for the position-similarity maps"),
+    scale: int = typer.Option(2, min=1, help="enlarge the pictures by this factor (nearest neighbour)"),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP),
+) -> None:
+    """Pictures of a HiP masked auto-encoder: reconstructions of masked test images and the learned
+    position embeddings' similarity maps.
+
+    Writes reconstructions.png (per row: original | what the model saw, hidden patches grey |
+    reconstruction | reconstruction with the visible pixels pasted in), positions.png (cosine
+    similarity of a grid of reference pixels' position embeddings with every pixel's: red similar,
+    blue opposite) and metrics.json (PSNR on the hidden pixels of those images).
+    """
+    import torch
+
+    from perceiver_io.tasks import build_config, get_task_class
+    from perceiver_io.tasks.hip_mae import position_similarity, psnr, reconstruction_panels
+    from perceiver_io.training.overrides import flatten
+    from perceiver_io.training.run import load_run_config
+    from perceiver_io.visualize import diverging_rgb, save_image_grid
+
+    with user_errors():
+        _, saved = load_run_config(run, "hip-mae")
+        cfg = build_config("hip-mae", base=flatten(saved))
+        net = _load_model(run / "model", device)
+        task = get_task_class("hip-mae")(cfg, log=lambda m: None)
+        panels = reconstruction_panels(task, net, images)
+        size = cfg.data.image_size
+
+        def big(x: torch.Tensor) -> torch.Tensor:
+            return x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+
+        out.mkdir(parents=True, exist_ok=True)
+        save_image_grid([big(p) for p in panels], out / "reconstructions.png", ncols=4)
+        maps, refs = position_similarity(net, size, references)
+        tiles = []
+        for m, (r, c) in zip(maps, refs, strict=True):
+            rgb = diverging_rgb(m)
+            rgb[:, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2] = torch.tensor([0.0, 0.8, 0.0])[:, None, None]
+            tiles.append(big(rgb))
+        save_image_grid(tiles, out / "positions.png", ncols=references)
+        batch = next(task.eval_batches("test", limit=images))
+        with torch.no_grad():
+            se = task.squared_errors(net, {k: v.to(device) for k, v in batch.items()}).cpu()
+        hidden = ~batch["visible"]
+        mse = float((se * hidden).sum() / hidden.sum())
+        (out / "metrics.json").write_text(
+            json.dumps({"images": images, "hidden_mse": mse, "hidden_psnr_db": psnr(mse)}, indent=2)
+        )
+    typer.echo(f"PSNR on the hidden pixels of {images} test images: {psnr(mse):.2f} dB")
+    typer.echo(f"wrote {out}/reconstructions.png, positions.png, metrics.json")
 
 
 @predict_app.command("generate")

@@ -31,7 +31,19 @@ from perceiver_io.models.hip import HiP, HiPConfig, hip_cpu
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
 
-__all__ = ["HiPMAEDataConfig", "HiPMAEConfig", "HiPMAETask", "patch_mask", "linear_probe", "MEAN", "STD"]
+__all__ = [
+    "HiPMAEDataConfig",
+    "HiPMAEConfig",
+    "HiPMAETask",
+    "patch_mask",
+    "upscale",
+    "linear_probe",
+    "psnr",
+    "reconstruction_panels",
+    "position_similarity",
+    "MEAN",
+    "STD",
+]
 
 MEAN, STD = 0.1307, 0.3081  # MNIST statistics (applied to the upscaled images)
 
@@ -111,6 +123,10 @@ class HiPMAETask(Task):
     config_class = HiPMAEConfig
     config: HiPMAEConfig
 
+    def __init__(self, config: Config, log=print) -> None:
+        super().__init__(config, log)
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}  # loaded on first use
+
     @classmethod
     def finalize_config(cls, cfg: Config) -> Config:
         assert isinstance(cfg, HiPMAEConfig)
@@ -142,7 +158,6 @@ class HiPMAETask(Task):
         return torch.as_tensor(images), torch.as_tensor(labels).long()
 
     def setup(self) -> None:
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         images, labels = self._load("train")
         if self.config.data.max_train_examples:
             images, labels = (
@@ -213,9 +228,9 @@ class HiPMAETask(Task):
         mse, mse_base = se / hidden, base / hidden
         return {
             "loss": mse,
-            "psnr": _psnr(mse),
+            "psnr": psnr(mse),
             "baseline_mean_visible_mse": mse_base,
-            "baseline_mean_visible_psnr": _psnr(mse_base),
+            "baseline_mean_visible_psnr": psnr(mse_base),
             "hidden_pixels": float(hidden),
         }
 
@@ -232,7 +247,7 @@ class HiPMAETask(Task):
         ]
 
 
-def _psnr(mse_normalised: float) -> float:
+def psnr(mse_normalised: float) -> float:
     """PSNR in dB on the ``[0, 1]`` pixel scale from an MSE in normalised units."""
     return 10 * math.log10(1.0 / max(mse_normalised * STD**2, 1e-12))
 
@@ -277,3 +292,41 @@ def linear_probe(task: HiPMAETask, model: HiP, num_train: int, num_test: int, ep
         train_acc = float((head(xtr).argmax(1) == ytr).float().mean())
         acc = float((head(xte).argmax(1) == yte).float().mean())
     return {"probe_accuracy": acc, "probe_train_accuracy": train_acc, "probe_test_images": float(len(yte))}
+
+
+# -- pictures ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def reconstruction_panels(task: HiPMAETask, model: HiP, num_images: int = 8, split: str = "test") -> list[Tensor]:
+    """Per image, four ``(1, S, S)`` panels in ``[0, 1]``: original, what the model saw (hidden patches
+    grey), its reconstruction, and the reconstruction with the visible pixels pasted in."""
+    s = task.config.data.image_size
+    batch = next(task.eval_batches(split, limit=num_images))
+    device = next(model.parameters()).device
+    model.eval()
+    out = model({"image": batch["pixels"].to(device)}, {"image": batch["visible"].to(device)})
+    rec = out.reconstruction["image"].float().cpu()
+
+    def unit(x: Tensor) -> Tensor:
+        return (x.squeeze(-1) * STD + MEAN).clamp(0, 1).view(-1, 1, s, s)
+
+    orig, vis = unit(batch["pixels"]), batch["visible"].view(-1, 1, s, s)
+    seen = torch.where(vis, orig, torch.full_like(orig, 0.5))
+    recon = unit(rec)
+    pasted = torch.where(vis, orig, recon)
+    return [p for i in range(len(orig)) for p in (orig[i], seen[i], recon[i], pasted[i])]
+
+
+@torch.no_grad()
+def position_similarity(model: HiP, size: int, references: int = 4) -> tuple[Tensor, list[tuple[int, int]]]:
+    """Cosine similarity of the learned position embedding of ``references``² reference pixels (an even
+    grid) with every pixel's: ``(references², size, size)`` in ``[-1, 1]``, and the reference (row, col)."""
+    pos = model.position_embeddings(("image",), 1)["image"][0].float()  # (S², E)
+    if pos.shape[0] != size * size:
+        raise ValueError(f"the model's image positions ({pos.shape[0]}) are not {size}² = {size * size}")
+    pos = F.normalize(pos, dim=-1)
+    step = size / references
+    refs = [(int((i + 0.5) * step), int((j + 0.5) * step)) for i in range(references) for j in range(references)]
+    maps = torch.stack([pos @ pos[r * size + c] for r, c in refs]).view(-1, size, size)
+    return maps, refs
