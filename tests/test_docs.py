@@ -41,3 +41,13 @@ def test_perceiver_ar_example_runs():
     exec(compile(code[0], str(doc), "exec"), namespace)
     assert namespace["logits"].shape == (1, 8, 262)
     assert torch.isfinite(namespace["loss"])
+
+
+def test_hip_example_runs():
+    doc = ARCHITECTURE.with_name("hip.md")
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert len(code) == 1
+    namespace: dict = {}
+    with torch.no_grad():
+        exec(compile(code[0], str(doc), "exec"), namespace)
+    assert namespace["probe"].reconstruction == {}
