@@ -34,7 +34,12 @@ def demo(
         net.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         out = net(**kwargs)
-        fields = {k: v for k, v in vars(out).items() if isinstance(v, torch.Tensor)}
+        fields = {}
+        for k, v in vars(out).items():  # tensor fields, and dicts of tensors (per-modality outputs)
+            if isinstance(v, torch.Tensor):
+                fields[k] = v
+            elif isinstance(v, dict):
+                fields.update({f"{k}[{m!r}]": t for m, t in v.items() if isinstance(t, torch.Tensor)})
         sum(v.float().square().mean() for v in fields.values()).backward()
         times.append(time.perf_counter() - t0)
     for name, value in fields.items():
