@@ -27,6 +27,15 @@ from pathlib import Path
 import torch
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (a fixed or pid-derived one can collide with a concurrent job)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
@@ -99,7 +108,7 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
         launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc}",
-                  f"--master-port={29700 + os.getpid() % 200}"]  # fmt: skip
+                  f"--master-port={free_port()}"]  # fmt: skip
         cmd = [*launch, __file__, "--worker", strategy, "--out", out, "--model", args.model, "--steps",
                str(args.steps), "--batch", str(args.batch), "--device", args.device]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

@@ -87,6 +87,8 @@ def measure(name: str, num_inputs: int, args: argparse.Namespace) -> dict:
 def run_point(name: str, num_inputs: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, str(num_inputs), "--reps", str(args.reps),
            "--time-limit", str(args.time_limit), "--memory-gib", str(args.memory_gib)]  # fmt: skip
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["?"])[-1]

@@ -38,7 +38,9 @@ def _config(**overrides) -> PerceiverARConfig:
 
 
 def _run(*argv: str) -> dict:
-    out = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, check=True, timeout=400
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

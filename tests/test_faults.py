@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import perceiver_io
 from conftest import tiny_multimodal
+from net import free_port
 from perceiver_io import ConfigError, DecoderConfig
 
 TINY = [n for n in perceiver_io.list_models() if perceiver_io.get_preset(n).info.tiny]
@@ -602,7 +603,7 @@ def test_under_torchrun_a_locked_directory_stops_every_rank(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    port = str(30500 + os.getpid() % 1000)
+    port = free_port()
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
     with RunLock(run):
         res = subprocess.run(

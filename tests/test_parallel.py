@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from net import free_port
 from perceiver_io.checkpoints import from_pretrained
 from perceiver_io.registry import list_models
 from perceiver_io.training.checkpoint import CheckpointError, list_checkpoints, remove_stale_temporaries
@@ -29,14 +30,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SHARED = {"model.encoder.num_blocks": 2, "train.max_steps": 4, "train.checkpoint_every": 2}
 
 
-def _port() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def cli(args: list[str], nproc: int = 1, timeout: int = 240, extra: list[str] = ()) -> subprocess.CompletedProcess:
     """``perceiver-io ARGS`` in one process, or under ``torchrun --nproc-per-node NPROC``."""
     cmd = [sys.executable, "-m", "perceiver_io.cli", *args]
@@ -46,7 +39,7 @@ def cli(args: list[str], nproc: int = 1, timeout: int = 240, extra: list[str] = 
             "-m",
             "torch.distributed.run",
             f"--nproc-per-node={nproc}",
-            f"--master-port={_port()}",
+            f"--master-port={free_port()}",
         ]
         cmd = [*launch, *extra, "-m", "perceiver_io.cli", *args]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
@@ -233,7 +226,7 @@ def test_fsdp_refuses_a_whole_model_checkpoint_with_advice(tmp_path):
     o = {"train.max_steps": 4, "train.checkpoint_every": 2, "train.stop_after_steps": 2}
     cli(["train", "mlm", *as_args(tiny_mlm(corpus, run, **o))])
     cmd = ["train", "mlm", "--resume", str(run), "train.strategy=fsdp", "train.stop_after_steps=null"]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_port()}"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={free_port()}"]
     res = subprocess.run(
         [*launch, "-m", "perceiver_io.cli", *cmd], env=ENV, capture_output=True, text=True, timeout=120
     )
@@ -296,7 +289,7 @@ def test_a_sigkilled_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tm
     o = {"train.max_steps": 60, "train.checkpoint_every": 5, "train.strategy": "fsdp"}
     cli(["train", "mlm", *as_args(tiny_mlm(corpus, tmp_path / "clean", **o))], nproc=2)
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--max-restarts=4",
-              f"--master-port={_port()}", "-m", "perceiver_io.cli", "train", "mlm"]  # fmt: skip
+              f"--master-port={free_port()}", "-m", "perceiver_io.cli", "train", "mlm"]  # fmt: skip
 
     def attempt(run: Path) -> tuple[bool, str | None]:
         """Start the job, SIGKILL rank 1 after its 10th step, wait: ``(killed, output)``; output None on a hang."""

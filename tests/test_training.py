@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from net import free_port
 from perceiver_io.cli import app
 from perceiver_io.config import ConfigError
 from perceiver_io.tasks import build_config, get_task_class
@@ -276,7 +277,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     # one process, global batch 8 in 2 accumulation steps  vs  2 processes × 4 examples
     single = as_args(tiny_mlm(corpus, tmp_path / "one", **common, **{"train.grad_accum_steps": 2}))
     double = as_args(tiny_mlm(corpus, tmp_path / "two", **common, **{"train.grad_accum_steps": 1}))
-    port = str(29500 + os.getpid() % 1000)
+    port = free_port()
     r1 = subprocess.Popen([sys.executable, "-m", "perceiver_io.cli", "train", "mlm", *single], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
