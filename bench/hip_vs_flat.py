@@ -14,10 +14,12 @@ at the first size where a step exceeds ``--time-limit`` or the process exceeds `
 
 **probe** (``--runs HIP_DIR FLAT_DIR``, run directories of ``perceiver-io train hip-mae``): the
 linear-probe accuracy and the test reconstruction of both trained models, beside the same probe on
-untrained models of each architecture and on the raw 28² pixels.
+untrained models of each architecture and on the raw 28² pixels (without ``--runs``: the untrained
+models of ``configs/hip-mae*.yaml`` and the raw pixels only).
 
     python bench/hip_vs_flat.py --sections scaling
     python bench/hip_vs_flat.py --sections probe --runs runs/hip-mae runs/hip-mae-flat
+    python bench/hip_vs_flat.py --sections probe     # untrained and raw-pixel controls only
     python bench/hip_vs_flat.py --quick            # smoke run
 """
 
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import count_flops  # noqa: E402
 
 MODELS = ("hip-cpu", "flat-cpu")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(name: str, num_inputs: int) -> HiP:
@@ -132,39 +135,45 @@ def _fmt(r: dict) -> str:
 
 
 def probe(args: argparse.Namespace) -> list[dict]:
+    """Linear probes of trained runs (``--runs``) beside untrained models of the same configs; with no
+    runs, the untrained controls of ``--configs``. Always the raw-pixel control."""
     from perceiver_io.checkpoints import from_pretrained
     from perceiver_io.tasks import build_config, get_task_class
     from perceiver_io.tasks.hip_mae import linear_probe
     from perceiver_io.training.overrides import flatten
     from perceiver_io.training.run import load_run_config
 
-    rows = []
-    for run_dir in args.runs:
-        _, saved = load_run_config(run_dir, "hip-mae")
-        cfg = build_config("hip-mae", base=flatten(saved))
-        model = from_pretrained(Path(run_dir) / "model")
+    sources = [("run", r) for r in args.runs] or [("config", c) for c in args.configs]
+    rows, task = [], None
+    for kind, where in sources:
+        if kind == "run":
+            _, saved = load_run_config(where, "hip-mae")
+            cfg = build_config("hip-mae", base=flatten(saved))
+        else:
+            cfg = build_config("hip-mae", config_file=where)
         task = get_task_class("hip-mae")(cfg, log=lambda m: None)
         d = cfg.data
         n_train, n_test = args.probe_train or d.probe_train, args.probe_test or d.probe_test
         name = "HiP" if cfg.model.num_blocks > 1 else "flat"
-        test = task.evaluate(model.eval(), "test")
-        trained = linear_probe(task, model, n_train, n_test)
         torch.manual_seed(cfg.train.seed)
         fresh = HiP(cfg.model).eval()
-        untrained = linear_probe(task, fresh, n_train, n_test)
-        row = {"model": name, "run": str(run_dir), "params": model.num_parameters(), **test}
-        row.update(probe_accuracy=trained["probe_accuracy"], untrained_probe_accuracy=untrained["probe_accuracy"])
+        row = {"model": name, "source": str(where), "params": fresh.num_parameters()}
+        row["untrained_probe_accuracy"] = linear_probe(task, fresh, n_train, n_test)["probe_accuracy"]
+        text = f"untrained probe {row['untrained_probe_accuracy']:.2%}"
+        if kind == "run":
+            model = from_pretrained(Path(where) / "model")
+            row.update(task.evaluate(model.eval(), "test"))
+            row["probe_accuracy"] = linear_probe(task, model, n_train, n_test)["probe_accuracy"]
+            text = (
+                f"MSE {row['loss']:.4f} PSNR {row['psnr']:.2f} dB (mean-visible "
+                f"{row['baseline_mean_visible_psnr']:.2f})  probe {row['probe_accuracy']:.2%}  " + text
+            )
         row.update(probe_train=n_train, probe_test=n_test)
         rows.append(row)
-        print(
-            f"{name:5} MSE {test['loss']:.4f} PSNR {test['psnr']:.2f} dB "
-            f"(mean-visible {test['baseline_mean_visible_psnr']:.2f})  probe {trained['probe_accuracy']:.2%} "
-            f"(untrained {untrained['probe_accuracy']:.2%})",
-            flush=True,
-        )
-    if args.runs:
+        print(f"{name:5} {text}", flush=True)
+    if task is not None:
         rows.append({"model": "raw pixels", "probe_accuracy": raw_pixel_probe(task, n_train, n_test)})
-        print(f"raw 28² pixels: probe {rows[-1]['probe_accuracy']:.2%}")
+        print(f"raw 28² pixels: probe {rows[-1]['probe_accuracy']:.2%} ({n_train:,} / {n_test:,} images)")
     return rows
 
 
@@ -201,6 +210,12 @@ def main() -> None:
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per step before a model stops growing")
     p.add_argument("--memory-gib", type=float, default=16.0, help="address-space limit of each worker")
     p.add_argument("--runs", nargs="*", default=[], help="hip-mae run directories for the probe section")
+    p.add_argument(
+        "--configs",
+        nargs="*",
+        default=[str(ROOT / "configs" / "hip-mae.yaml"), str(ROOT / "configs" / "hip-mae-flat.yaml")],
+        help="without --runs: the configs whose untrained models are probed",
+    )
     p.add_argument("--probe-train", type=int, default=None)
     p.add_argument("--probe-test", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
