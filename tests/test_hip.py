@@ -279,3 +279,19 @@ def test_bad_inputs_get_clear_errors():
         model({"image": x["image"], "audio": x["audio"][:1]})
     with pytest.raises(ValueError, match=r"input_mask\['image'\] must be a bool tensor of shape \(2, 30\)"):
         model(x, {"image": torch.ones(2, 30)})
+    with pytest.raises(ValueError, match="batch size 0"):
+        model({n: v[:0] for n, v in x.items()})
+    with pytest.raises(TypeError, match=r"inputs\['image'\] has dtype torch.float64"):
+        model({"image": x["image"].double(), "audio": x["audio"]})
+    poisoned = x["image"].clone()
+    poisoned[0, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"inputs\['image'\] holds NaN"):
+        model({"image": poisoned, "audio": x["audio"]})
+    # a hidden input may hold anything: it reaches nothing
+    visible = {"image": torch.ones(2, 30, dtype=torch.bool)}
+    visible["image"][0, 3] = False
+    with torch.no_grad():
+        out = model({"image": poisoned, "audio": x["audio"]}, visible)
+        clean = model({"image": x["image"], "audio": x["audio"]}, visible)
+    torch.testing.assert_close(out.latents, clean.latents)
+    assert all(torch.isfinite(r).all() for r in out.reconstruction.values())

@@ -325,11 +325,13 @@ def test_bad_config_errors():
         (["data.corpus=/no/such/corpus", "data.fallback_corpus=null"], "error: corpus '/no/such/corpus'"),
     ],
 )
-def test_cli_config_errors_are_one_line(args, needle):
+def test_cli_config_errors_are_one_line(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run directory is ./runs/...
     res = CliRunner().invoke(app, ["train", "mlm", *args])
     assert res.exit_code != 0
     lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith(needle), res.output
+    assert not any((tmp_path / "runs").glob("*")), "a run that failed to start left its directory behind"
 
 
 def test_corrupted_checkpoint_errors(tmp_path):

@@ -40,6 +40,7 @@ from perceiver_io.layers.init import variance_scaling_
 from perceiver_io.layers.position import TrainablePositionEncoding
 from perceiver_io.models.base import PerceiverModel
 from perceiver_io.registry import PretrainedInfo, register_model
+from perceiver_io.validation import check_dtype, check_finite
 
 __all__ = ["HiPConfig", "HiP", "HiPOutput", "GroupLayout", "assign_groups", "regroup", "HIP_SCHEDULES"]
 
@@ -494,8 +495,19 @@ class HiP(PerceiverModel):
                 if not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != want:
                     got = (tuple(m.shape), m.dtype) if isinstance(m, Tensor) else type(m).__name__
                     raise ValueError(f"input_mask[{name!r}] must be a bool tensor of shape {want}, got {got}")
+        if batch == 0:
+            raise ValueError("inputs have batch size 0: pass at least one example")
+        dtype = next(iter(self.embed.values())).weight.dtype
+        checked = {}
+        for name, x in inputs.items():
+            check_dtype(f"inputs[{name!r}]", x, dtype)
+            hidden_rows = None if input_mask is None or name not in input_mask else ~input_mask[name]
+            if hidden_rows is not None:  # whatever a hidden input holds (NaN included) reaches nothing
+                x = x.masked_fill(hidden_rows[..., None], 0.0)
+            check_finite(f"inputs[{name!r}]", x)
+            checked[name] = x
         order = {n: i for i, n in enumerate(c.modalities)}
-        inputs = dict(sorted(inputs.items(), key=lambda kv: order[kv[0]]))
+        inputs = dict(sorted(checked.items(), key=lambda kv: order[kv[0]]))
         return inputs, input_mask
 
     def position_embeddings(self, names: tuple[str, ...], batch_size: int) -> dict[str, Tensor]:

@@ -248,6 +248,7 @@ class Trainer:
         self.run_dir = run_dir
         ckpt_dir = run_dir / "checkpoints"
         lock, error = None, None
+        created = not c.run_dir or not run_dir.exists()  # default_run_dir makes a new, empty directory
         if d.is_main:
             try:
                 lock = RunLock(run_dir).acquire()  # held until this run ends
@@ -256,6 +257,11 @@ class Trainer:
         raise_on_all_ranks(error, RunDirError)
         try:
             return self._fit_locked(run_dir, ckpt_dir)
+        except BaseException:
+            if lock is not None and created and {p.name for p in run_dir.iterdir()} == {".lock"}:
+                lock.path.unlink()  # a run that failed before writing anything leaves no directory behind
+                run_dir.rmdir()
+            raise
         finally:
             if lock is not None:
                 lock.release()
