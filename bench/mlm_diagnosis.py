@@ -189,6 +189,7 @@ def variants(seq_len: int, steps: int) -> list[Variant]:
         V("aligned_positions", "positions", "sinusoidal inputs, queries, latents", mutate="aligned_positions"),
         V("aligned_init", "positions", "aligned_positions + cross-attn Wk = Wq at init", mutate="aligned_init"),
         V("local_init", "positions", "aligned codes, unit latents, Wq = Wk = 3·I", mutate="local_init"),
+        V("pooled_latents", "init", "latents start from their input segment", model=_enc(latent_input_pooling=True)),
         V("query_residual", "decoder", "decoder query residual on", model={"decoder": {"use_query_residual": True}}),
         V("no_decoder_mlp", "decoder", "no decoder MLP", mutate="no_decoder_mlp"),
         V("latents_16", "latents", f"16 latents (M/N = {seq_len / 16:g})", model={"encoder": {"num_latents": 16}}),

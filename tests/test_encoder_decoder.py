@@ -64,6 +64,41 @@ def test_masked_inputs_cannot_change_latents():
     torch.testing.assert_close(enc(x, mask)[0:1], enc(x[0:1, mask[0]]), atol=1e-5, rtol=0)
 
 
+def test_segment_means_are_masked_means_of_contiguous_segments():
+    from perceiver_io.encoder import segment_means
+
+    x = torch.randn(2, 12, 3)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 4:6] = False  # all of segment 2 of row 1, none of its neighbours
+    mask[1, 7] = False
+    out = segment_means(x, mask, 6)  # segments of 2 rows
+    expected = x.reshape(2, 6, 2, 3).mean(2)
+    expected[1, 2] = 0.0
+    expected[1, 3] = x[1, 6]
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(segment_means(x, None, 6), x.reshape(2, 6, 2, 3).mean(2))
+    assert segment_means(x, None, 24).shape == (2, 24, 3)  # fewer rows than segments: rows shared
+
+
+def test_latent_input_pooling_starts_latents_from_their_own_segment():
+    cfg = tiny_encoder(latent_input_pooling=True)
+    enc = PerceiverEncoder(cfg, 5).eval()
+    assert sum(p.numel() for p in enc.parameters()) == sum(
+        p.numel() for p in PerceiverEncoder(tiny_encoder(), 5).parameters()
+    ) + (5 * 16 + 16)
+    x = torch.randn(2, 32, 5)
+    seen = []
+    enc.cross_attention.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    enc(x)
+    start = enc.latents.embeddings + enc.input_pooling(x.reshape(2, 8, 4, 5).mean(2))
+    torch.testing.assert_close(seen[0], start)
+    # padding still cannot reach the latents, and masking still equals dropping it
+    mask = torch.rand(2, 32) > 0.4
+    x2 = x.clone()
+    x2[~mask] = 1e6
+    torch.testing.assert_close(enc(x, mask), enc(x2, mask))
+
+
 def test_permutation_invariance_without_positions():
     enc = PerceiverEncoder(tiny_encoder(), 5).eval()
     x = torch.randn(2, 30, 5)

@@ -103,6 +103,29 @@ def test_loss_is_the_summed_end_point_error_in_pixels():
     assert {"loss", "epe", "epe_noc", "px1", "px3", "px5", "fl_all", "epe_per_image"} <= set(m)
 
 
+def test_copy_warm_up_adds_the_query_reconstruction_error_then_stops():
+    task = _task(**{"data.copy_steps": 3, "data.copy_weight": 0.5})
+    model = task.build_model()
+    items = [task.train_data[i] for i in range(2)]
+    task.step = 2
+    b = task.collate(items, [0, 1])
+    assert "copy_weight" in b
+    # independently: the decoder's rows before the flow projection, against the queries (the adapted inputs)
+    x = model.adapt(b["frames"])
+    queries = x.inputs[:, b["query_indices"]]
+    rows = model.decoder.cross_attention(queries, model.encoder(x.inputs))
+    pred = model.decoder.projection(rows) / model.head.rescale_factor * FLOW_SCALE_FACTOR
+    flow = (pred - b["targets"]).norm(dim=-1).sum()
+    copy = (rows - queries).square().mean(-1).sum()
+    torch.testing.assert_close(task.loss(model, b), flow + 0.5 * copy)
+    task.step = 3  # warm-up over: plain end-point error, and no hook left behind
+    b = task.collate(items, [0, 1])
+    assert "copy_weight" not in b
+    assert not model.decoder.cross_attention._forward_hooks
+    pred = model(b["frames"], query_indices=b["query_indices"]).flow * FLOW_SCALE_FACTOR
+    torch.testing.assert_close(task.loss(model, b), (pred - b["targets"]).norm(dim=-1).sum())
+
+
 def _write_pair(folder, rng, h=12, w=20):
     from PIL import Image
 

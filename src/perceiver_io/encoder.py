@@ -6,6 +6,11 @@ The processor holds ``num_self_attends_per_block`` self-attention layers and app
 ``num_blocks`` times with shared weights (ImageNet: 8 blocks × 6 layers = 48 layers from 6
 weight sets). With ``cross_attend_every_block`` the latents re-attend to the inputs before
 every block, as in the original Perceiver (first cross-attention unshared, the rest shared).
+
+With ``latent_input_pooling`` (not in the papers; off by default) each latent starts as its learned
+vector plus a linear projection of the mean of its own contiguous segment of the inputs (M/N
+consecutive rows): a content- and position-dependent start that breaks the symmetry of a fresh
+model, whose nearly uniform cross-attention gives every latent the same average of the inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,20 @@ from perceiver_io.layers.blocks import Activation, CrossAttentionBlock, SelfAtte
 from perceiver_io.layers.position import TrainablePositionEncoding
 from perceiver_io.validation import check_dtype, check_finite, check_inputs
 
-__all__ = ["EncoderConfig", "PerceiverEncoder", "tiny_encoder"]
+__all__ = ["EncoderConfig", "PerceiverEncoder", "segment_means", "tiny_encoder"]
+
+
+def segment_means(inputs: Tensor, input_mask: Tensor | None, num_segments: int) -> Tensor:
+    """``(B, M, C)`` -> ``(B, S, C)``: the mean of each of ``S`` contiguous, near-equal segments of the
+    rows (``adaptive_avg_pool1d``'s split; with M < S neighbouring segments share rows), over the
+    rows where ``input_mask (B, M)`` is True (a segment with none gives zeros)."""
+    x = inputs.transpose(1, 2)
+    if input_mask is None:
+        return nn.functional.adaptive_avg_pool1d(x, num_segments).transpose(1, 2)
+    m = input_mask[:, None, :].to(inputs.dtype)
+    total = nn.functional.adaptive_avg_pool1d(x * m, num_segments)
+    count = nn.functional.adaptive_avg_pool1d(m, num_segments)
+    return (total / count.clamp_min(1e-6)).transpose(1, 2)
 
 
 @dataclass
@@ -48,6 +66,7 @@ class EncoderConfig(Config):
     dropout: float = 0.0
     attention_dropout: float = 0.0
     latent_init_scale: float = 0.02
+    latent_input_pooling: bool = False
     activation_checkpointing: bool = False
 
     def validate(self) -> None:
@@ -100,6 +119,7 @@ class PerceiverEncoder(nn.Module):
         self.config = config
         self.num_input_channels = num_input_channels
         self.latents = TrainablePositionEncoding(c.num_latents, c.num_latent_channels, c.latent_init_scale)
+        self.input_pooling = nn.Linear(num_input_channels, c.num_latent_channels) if c.latent_input_pooling else None
 
         def cross_attention() -> CrossAttentionBlock:
             return CrossAttentionBlock(
@@ -150,6 +170,8 @@ class PerceiverEncoder(nn.Module):
             inputs = inputs.masked_fill(~input_mask[..., None], 0.0)
         check_finite("inputs", inputs)
         x = self.latents(inputs.shape[0]).to(inputs.dtype)
+        if self.input_pooling is not None:
+            x = x + self.input_pooling(segment_means(inputs, input_mask, self.config.num_latents))
         x = self._run(self.cross_attention, x, inputs, input_mask)
         for i in range(self.config.num_blocks):
             if i > 0 and self.cross_attention_shared is not None:

@@ -70,9 +70,15 @@ class FlowDataConfig(Config):
     eval_batch_size: int = 16
     baselines: tuple[str, ...] = ("zero", "farneback", "dis-ultrafast", "dis-fast", "dis-medium")
     pairs_dir: str | None = None
+    copy_steps: int = 0
+    copy_weight: float = 1.0
 
     def validate(self) -> None:
         self._positive("train_pairs", "eval_pairs", "eval_batch_size")
+        if self.copy_steps < 0 or self.copy_weight < 0:
+            raise ConfigError(
+                f"FlowDataConfig.copy_steps and copy_weight must be >= 0, got {self.copy_steps}, {self.copy_weight}"
+            )
         if self.num_queries < 0:
             raise ConfigError(f"FlowDataConfig.num_queries must be >= 0 (0: every pixel), got {self.num_queries}")
         for name in ("augment_start", "final_fraction", "max_flip"):
@@ -236,15 +242,33 @@ class FlowTask(Task):
         else:  # one random subset per batch (the decoder takes flat indices (P,) shared by the batch)
             idx = torch.randperm(n, generator=example_generator(seeds[0] + 1))[: d.num_queries]
         targets = flows[:, idx]
-        return {"frames": frames, "query_indices": idx, "targets": targets}
+        batch = {"frames": frames, "query_indices": idx, "targets": targets}
+        if self.step < d.copy_steps:  # routing warm-up: the decoder also reproduces its own query
+            batch["copy_weight"] = torch.tensor(d.copy_weight)
+        return batch
 
     def count(self, batch: dict[str, Tensor]) -> int:
         return int(batch["targets"].shape[0] * batch["targets"].shape[1])
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """Summed end-point error (px) over the decoded pixels."""
-        pred = model(batch["frames"], query_indices=batch["query_indices"], chunk_size=None).flow
-        return (pred.float() * FLOW_SCALE_FACTOR - batch["targets"]).norm(dim=-1).sum()
+        """Summed end-point error (px) over the decoded pixels; in the routing warm-up
+        (``data.copy_steps``) plus ``copy_weight`` × the summed squared error between each decoded
+        row (before the flow projection) and its own (detached) query."""
+        if "copy_weight" not in batch:
+            pred = model(batch["frames"], query_indices=batch["query_indices"], chunk_size=None).flow
+            return (pred.float() * FLOW_SCALE_FACTOR - batch["targets"]).norm(dim=-1).sum()
+        net = getattr(model, "_orig_mod", model)
+        net = getattr(net, "module", net)  # DDP
+        seen: list[tuple[Tensor, Tensor]] = []
+        hook = net.decoder.cross_attention.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+        try:
+            pred = model(batch["frames"], query_indices=batch["query_indices"], chunk_size=None).flow
+        finally:
+            hook.remove()
+        queries, rows = seen[0]
+        loss = (pred.float() * FLOW_SCALE_FACTOR - batch["targets"]).norm(dim=-1).sum()
+        copy = (rows.float() - queries.detach().float()).square().mean(-1).sum()
+        return loss + batch["copy_weight"] * copy
 
     # -- evaluation -------------------------------------------------------------------------------
 
