@@ -282,6 +282,7 @@ def _worker_pids(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
+@pytest.mark.timeout(900)  # two attempts of up to 180 s + 150 s each, plus the clean run, on a loaded machine
 def test_a_sigkilled_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_path):
     if not Path("/proc/self/environ").exists():
         pytest.skip("needs /proc to find the workers")

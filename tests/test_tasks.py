@@ -241,7 +241,19 @@ def test_copy_warm_up_ends_after_unmasked_loss_steps_also_across_a_resume(tmp_pa
     assert all(has == (s < 3) for s, has in seen)
 
 
-@pytest.mark.parametrize("task", ["mlm", "clm", "flow", "image-classification", "text-classification", "hip-mae"])
+def test_a_saved_config_with_mapping_fields_restores_exactly():
+    """``mask_probs`` is a mapping: a run's flattened config (``model.mask_probs.label``) must restore it."""
+    from perceiver_io.training.overrides import flatten
+
+    cfg = build_config("av-autoencode", overrides={"model.mask_probs": {"label": 0.25, "audio": 0.1}})
+    assert build_config("av-autoencode", base=flatten(cfg.to_dict())) == cfg
+    one = build_config("av-autoencode", overrides={"model.mask_probs.label": 1.0, "model.mask_probs.image": 0.2})
+    assert one.model.mask_probs == {"label": 1.0, "image": 0.2}
+
+
+@pytest.mark.parametrize(
+    "task", ["mlm", "clm", "flow", "image-classification", "text-classification", "hip-mae", "av-autoencode"]
+)
 def test_config_files_hold_the_built_in_defaults(task):
     """``configs/TASK.yaml`` says it is the task's defaults written out; keep it so."""
     from pathlib import Path

@@ -349,3 +349,40 @@ def save_audio_plot(reconstruction: Tensor, path: str | os.PathLike, original: T
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=100)
     plt.close(fig)
+
+
+def save_audio_comparison(
+    originals: Sequence[Tensor], reconstructions: Sequence[Tensor], sample_rate: int, path: str | os.PathLike
+) -> None:
+    """One row per clip: both waveforms ``(S,)`` overlaid, then the original's and the reconstruction's
+    spectrograms (dB, the same colour scale), to a PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - optional extra
+        raise ImportError("plotting audio needs matplotlib: pip install 'perceiver-family[train]'") from e
+    if len(originals) != len(reconstructions) or not originals:
+        raise ValueError(
+            f"need as many originals as reconstructions (>= 1), got {len(originals)} and {len(reconstructions)}"
+        )
+    n = len(originals)
+    fig, axes = plt.subplots(n, 3, figsize=(12, 2.2 * n), squeeze=False)
+    for row, (x, y) in enumerate(zip(originals, reconstructions, strict=True)):
+        x, y = (v.detach().cpu().float().numpy() for v in (x, y))
+        t = torch.arange(len(x)).numpy() / sample_rate
+        ax = axes[row, 0]
+        ax.plot(t, x, lw=0.5, alpha=0.7, label="input")
+        ax.plot(t, y, lw=0.5, alpha=0.8, label="reconstruction")
+        ax.set_ylim(-1, 1)
+        ax.set_xlabel("s")
+        if row == 0:
+            ax.legend(loc="upper right", fontsize=7)
+        for col, (v, title) in enumerate(((x, "input"), (y, "reconstruction")), start=1):
+            axes[row, col].specgram(v, NFFT=256, Fs=sample_rate, noverlap=192, vmin=-120, vmax=-20, cmap="magma")
+            axes[row, col].set_title(title, fontsize=8)
+            axes[row, col].set_ylabel("Hz", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=100)
+    plt.close(fig)

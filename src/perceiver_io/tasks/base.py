@@ -49,7 +49,7 @@ def get_task_class(name: str) -> type[Task]:
 
 
 def _import_tasks() -> None:
-    from perceiver_io.tasks import clm, flow, hip_mae, image_classification, mlm, text_classification  # noqa: F401
+    from perceiver_io.tasks import av, clm, flow, hip_mae, image_classification, mlm, text_classification  # noqa: F401
 
 
 def build_config(

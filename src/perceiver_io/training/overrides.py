@@ -146,6 +146,8 @@ def _resolve(cfg: Config, path: list[str], value: Any, full_key: str) -> dict[st
     if name not in fields:
         raise KeyError(name)
     current = getattr(cfg, name)
+    if len(path) > 1 and isinstance(current, dict):  # a mapping field (e.g. mask_probs): one entry of it
+        return {name: _Entry(current, ".".join(path[1:]), value)}
     if len(path) > 1:
         if not isinstance(current, Config):
             raise KeyError(name)
@@ -164,6 +166,14 @@ def _resolve(cfg: Config, path: list[str], value: Any, full_key: str) -> dict[st
     return {name: converted}
 
 
+class _Entry(dict):
+    """One entry ``{key: value}`` of a mapping-valued field, and the field's current mapping (``base``)."""
+
+    def __init__(self, base: dict, key: str, value: Any) -> None:
+        super().__init__({key: value})
+        self.base = base
+
+
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -180,7 +190,11 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         try:
-            flat.update(_resolve(cfg, key.split("."), value, key))
+            for k, v in _resolve(cfg, key.split("."), value, key).items():
+                if isinstance(v, _Entry):  # entries of one mapping field given as separate keys add up
+                    prev = flat.get(k)
+                    v = {**(prev if isinstance(prev, dict) else v.base), **v}
+                flat[k] = v
         except KeyError:
             close = difflib.get_close_matches(key, config_keys(cfg), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
