@@ -7,7 +7,8 @@ probability ``model.mask_probs["label"]`` (0.5, the paper's setting). Training d
 ``data.video_queries`` random pixels and ``data.audio_queries`` random audio patches per step (the
 same subset for the whole batch) plus the label; the loss is the squared error on video and audio
 (per point; ``data.loss="l1"``: absolute error, as the paper's training, which here settles on black
-frames and silence) and ``data.label_weight`` × cross-entropy on the label, per example. Evaluation encodes each clip once **with the label masked** and decodes every point in chunks.
+frames and silence) and ``data.label_weight`` × cross-entropy on the label, per example.
+Evaluation encodes each clip once **with the label masked** and decodes every point in chunks.
 
 Metrics: video PSNR (pixels in [0, 1]) and audio PSNR (samples in [-1, 1], peak 1), each also for
 the best constant prediction (the training set's mean clip and silence), and label accuracy with
@@ -205,8 +206,9 @@ class AVAutoencodeTask(Task):
         }
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """Per example: mean squared error (``data.loss="l1"``: absolute error) over the decoded pixels +
-        the same over the decoded audio samples + ``label_weight`` × cross-entropy of the label; summed over the batch."""
+        """Per example: mean squared error (``data.loss="l1"``: absolute error) over the decoded pixels
+        + the same over the decoded audio samples + ``label_weight`` × cross-entropy of the label;
+        summed over the batch."""
         inputs = {"image": batch["video"], "audio": batch["audio"], "label": batch["label"]}
         vi, ai = batch["video_indices"], batch["audio_indices"]
         out = model(inputs, query_indices={"image": vi, "audio": ai})
