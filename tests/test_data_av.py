@@ -76,7 +76,7 @@ def test_clips_are_deterministic_cached_and_splits_disjoint(tmp_path, fake_mnist
     assert min(sims) > 0.5 and np.median(sims) > 0.9  # the same words, up to espeak-ng's jitter
     assert list((tmp_path / "a" / "av-digits").glob("train-*.npz"))  # cached: a built set is fixed
     np.testing.assert_array_equal(load_av_digits("train", SMALL, tmp_path / "a")["audio"], a["audio"])
-    other = load_av_digits("train", AVDigitsConfig(**{**SMALL.__dict__, "seed": 4}), tmp_path)
+    other = load_av_digits("train", SMALL.replace(seed=4), tmp_path)
     assert not np.array_equal(other["image_index"], a["image_index"])
     test = load_av_digits("test", SMALL, tmp_path / "a")
     assert a["video"].shape == (30, 4, 16, 16) and a["audio"].shape == (30, 8192) and test["label"].shape == (12,)

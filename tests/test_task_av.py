@@ -15,13 +15,13 @@ from perceiver_io.cli import app  # noqa: E402
 from perceiver_io.tasks import build_config, get_task_class  # noqa: E402
 
 TINY = {
-    "data.frames": 2,
-    "data.image_size": 16,
-    "data.num_samples": 512,
-    "data.sample_rate": 4000,
-    "data.num_train": 24,
-    "data.num_valid": 8,
-    "data.num_test": 8,
+    "data.clips.frames": 2,
+    "data.clips.image_size": 16,
+    "data.clips.num_samples": 512,
+    "data.clips.sample_rate": 4000,
+    "data.clips.num_train": 24,
+    "data.clips.num_valid": 8,
+    "data.clips.num_test": 8,
     "data.video_queries": 64,
     "data.audio_queries": 8,
     "data.eval_batch_size": 4,
@@ -129,4 +129,4 @@ def test_train_then_evaluate_end_to_end(tmp_path, fake_mnist):
     from perceiver_io.audio_io import read_wav
 
     wave, rate = read_wav(out / "input_1.wav")
-    assert rate == TINY["data.sample_rate"] and wave.shape == (TINY["data.num_samples"],)
+    assert rate == TINY["data.clips.sample_rate"] and wave.shape == (TINY["data.clips.num_samples"],)

@@ -9,8 +9,9 @@ every block, as in the original Perceiver (first cross-attention unshared, the r
 
 With ``latent_input_pooling`` (not in the papers; off by default) each latent starts as its learned
 vector plus a linear projection of the mean of its own contiguous segment of the inputs (M/N
-consecutive rows): a content- and position-dependent start that breaks the symmetry of a fresh
-model, whose nearly uniform cross-attention gives every latent the same average of the inputs.
+consecutive rows): a content- and position-dependent start meant to break the symmetry of a fresh
+model, whose nearly uniform cross-attention gives every latent the same average of the inputs. A
+probe: it did not shorten the byte MLM's or the optical flow's plateau (docs/bytes_vs_transformer.md §6).
 """
 
 from __future__ import annotations

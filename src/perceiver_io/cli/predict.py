@@ -369,11 +369,11 @@ def predict_av_autoencode(
         out.mkdir(parents=True, exist_ok=True)
         tiles = [big(f) for k in range(n) for clip in (video[k], rec_video[k]) for f in clip]
         save_image_grid(tiles, out / "frames.png", ncols=video.shape[1])
-        save_audio_comparison(list(audio), list(rec_audio), cfg.data.sample_rate, out / "audio.png")
+        save_audio_comparison(list(audio), list(rec_audio), cfg.data.clips.sample_rate, out / "audio.png")
         rows = []
         for k in range(n):
-            write_wav(out / f"input_{k}.wav", audio[k].numpy(), cfg.data.sample_rate)
-            write_wav(out / f"reconstruction_{k}.wav", rec_audio[k].numpy(), cfg.data.sample_rate)
+            write_wav(out / f"input_{k}.wav", audio[k].numpy(), cfg.data.clips.sample_rate)
+            write_wav(out / f"reconstruction_{k}.wav", rec_audio[k].numpy(), cfg.data.clips.sample_rate)
             p, y = probs[k].max(0)
             rows.append({
                 "clip": k, "label": int(label[k]), "predicted": int(y), "probability": float(p),

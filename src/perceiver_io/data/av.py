@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from perceiver_io.config import Config, ConfigError
 from perceiver_io.data.cache import PathLike, data_root
 
 __all__ = ["AVDigitsConfig", "DIGIT_WORDS", "TRAIN_VOICES", "TEST_VOICES", "voices_for", "load_av_digits", "render"]
@@ -39,9 +40,10 @@ TRAIN_VOICES = tuple(
 TEST_VOICES = ("en-029+m6", "en-029+f4", "en-gb-scotland+m7", "en-gb-scotland+f5")
 
 
-@dataclass(frozen=True)
-class AVDigitsConfig:
-    """``frames`` × ``image_size``² video and ``num_samples`` audio samples at ``sample_rate`` per clip."""
+@dataclass
+class AVDigitsConfig(Config):
+    """``frames`` × ``image_size``² video and ``num_samples`` audio samples at ``sample_rate`` per clip;
+    ``num_train`` / ``num_valid`` / ``num_test`` clips per split."""
 
     frames: int = 8
     image_size: int = 32
@@ -52,12 +54,10 @@ class AVDigitsConfig:
     num_test: int = 500
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("frames", "image_size", "sample_rate", "num_samples", "num_train", "num_valid", "num_test"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"AVDigitsConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+    def validate(self) -> None:
+        self._positive("frames", "image_size", "sample_rate", "num_samples", "num_train", "num_valid", "num_test")
         if self.image_size < 16:
-            raise ValueError(f"AVDigitsConfig.image_size must be >= 16, got {self.image_size}")
+            raise ConfigError(f"AVDigitsConfig.image_size must be >= 16, got {self.image_size}")
 
     def size(self, split: str) -> int:
         return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
@@ -140,7 +140,7 @@ def load_av_digits(
     MNIST ``image_index`` (within the split's images), ``voice``, ``rate`` and ``pitch``."""
     cfg = config or AVDigitsConfig()
     voices_for(split)
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     path = data_root(cache_dir) / "av-digits" / f"{split}-{key}.npz"
     if path.is_file():
         with np.load(path) as f:

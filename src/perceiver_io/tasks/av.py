@@ -39,16 +39,9 @@ __all__ = ["AVDataConfig", "AVAutoencodeConfig", "AVAutoencodeTask", "av_digits_
 
 @dataclass
 class AVDataConfig(Config):
-    """The clips (:mod:`perceiver_io.data.av`) and what training decodes."""
+    """The clips (``clips``: :class:`~perceiver_io.data.av.AVDigitsConfig`) and what training decodes."""
 
-    frames: int = 8
-    image_size: int = 32
-    sample_rate: int = 8000
-    num_samples: int = 8192
-    num_train: int = 4000
-    num_valid: int = 500
-    num_test: int = 500
-    seed: int = 0
+    clips: AVDigitsConfig = field(default_factory=AVDigitsConfig)
     video_queries: int = 1024
     audio_queries: int = 128
     label_weight: float = 0.1
@@ -57,16 +50,9 @@ class AVDataConfig(Config):
     cache_dir: str | None = None
 
     def validate(self) -> None:
-        self._positive("frames", "image_size", "sample_rate", "num_samples", "num_train", "num_valid", "num_test")
         self._positive("video_queries", "audio_queries", "eval_batch_size")
         if self.label_weight < 0:
             raise ConfigError(f"AVDataConfig.label_weight must be >= 0, got {self.label_weight!r}")
-
-    def clips(self) -> AVDigitsConfig:
-        return AVDigitsConfig(
-            self.frames, self.image_size, self.sample_rate, self.num_samples,
-            self.num_train, self.num_valid, self.num_test, self.seed,
-        )  # fmt: skip
 
 
 def av_digits_autoencoder() -> MultimodalAutoencoderConfig:
@@ -145,10 +131,10 @@ class AVAutoencodeTask(Task):
     @classmethod
     def finalize_config(cls, cfg: Config) -> Config:
         assert isinstance(cfg, AVAutoencodeConfig)
-        d = cfg.data
+        c = cfg.data.clips
         cfg = cfg.replace(
-            model={"video_shape": (d.frames, d.image_size, d.image_size), "num_image_channels": 1,
-                   "num_audio_samples": d.num_samples, "num_classes": 10},
+            model={"video_shape": (c.frames, c.image_size, c.image_size), "num_image_channels": 1,
+                   "num_audio_samples": c.num_samples, "num_classes": 10},
         )  # fmt: skip
         if cfg.train.activation_checkpointing:
             cfg = cfg.replace(model={"encoder": {"activation_checkpointing": True}})
@@ -169,19 +155,19 @@ class AVAutoencodeTask(Task):
 
             d = self.config.data
             try:
-                self.splits[split] = _Clips(load_av_digits(split, d.clips(), d.cache_dir))
+                self.splits[split] = _Clips(load_av_digits(split, d.clips, d.cache_dir))
             except (SpeechUnavailable, FileNotFoundError, OSError) as e:
                 raise DataUnavailable(f"audio-visual digits ({split}): {e}") from None
         return self.splits[split]
 
     def setup(self) -> None:
         self.train_data = self.split("train")
-        d = self.config.data
+        c = self.config.data.clips
         video = self.train_data.video.astype(np.float32) / 255
         self.mean_video = torch.from_numpy(video.mean(0))  # the best constant video (L2), (T, S, S)
         self.log(
-            f"audio-visual digits: {len(self.train_data):,} training clips of {d.frames}×{d.image_size}² video "
-            f"and {d.num_samples:,} audio samples at {d.sample_rate:,} Hz ({d.num_samples / d.sample_rate:.2f} s)"
+            f"audio-visual digits: {len(self.train_data):,} training clips of {c.frames}×{c.image_size}² video "
+            f"and {c.num_samples:,} audio samples at {c.sample_rate:,} Hz ({c.num_samples / c.sample_rate:.2f} s)"
         )
 
     def build_model(self) -> MultimodalAutoencoder:
