@@ -185,3 +185,13 @@ def test_errors(kwargs, error, match):
 def test_per_image_region_error():
     with pytest.raises(ValueError, match="region must be one of"):
         FlowMetrics().per_image("edges")
+
+
+def test_psnr_from_mse_by_hand():
+    import math
+
+    from perceiver_io.metrics import psnr_from_mse
+
+    assert psnr_from_mse(0.01) == pytest.approx(20.0)  # 10·log10(1 / 0.01)
+    assert psnr_from_mse(0.04, peak=2.0) == pytest.approx(20.0)
+    assert psnr_from_mse(0.0) == math.inf

@@ -30,7 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["CONVENTIONS", "FlowMetrics", "endpoint_error", "flow_metrics"]
+__all__ = ["CONVENTIONS", "FlowMetrics", "endpoint_error", "flow_metrics", "psnr_from_mse"]
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB, ``10·log10(peak² / mse)`` (``inf`` for a zero error)."""
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
 
 CONVENTIONS: tuple[str, ...] = ("pooled", "per_image")
 _THRESHOLDS = (1.0, 3.0, 5.0)

@@ -342,8 +342,8 @@ def predict_av_autoencode(
     import torch
 
     from perceiver_io.audio_io import write_wav
+    from perceiver_io.metrics import psnr_from_mse as psnr
     from perceiver_io.tasks import build_config, get_task_class
-    from perceiver_io.tasks.av import psnr
     from perceiver_io.training.overrides import flatten
     from perceiver_io.training.run import load_run_config
     from perceiver_io.visualize import save_audio_comparison, save_image_grid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -10,14 +9,14 @@ from torch import Tensor
 
 from perceiver_io.inference.common import model_device as _model_device
 from perceiver_io.inference.common import require_model as _require
+from perceiver_io.metrics import psnr_from_mse
 
 
 def psnr(reconstruction: Tensor, target: Tensor, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB: ``10·log10(data_range² / MSE)`` (``inf`` when identical)."""
     if reconstruction.shape != target.shape:
         raise ValueError(f"psnr: shapes differ, {tuple(reconstruction.shape)} vs {tuple(target.shape)}")
-    mse = float((reconstruction.float() - target.float()).square().mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+    return psnr_from_mse(float((reconstruction.float() - target.float()).square().mean()), data_range)
 
 
 @dataclass

@@ -17,7 +17,6 @@ the label hidden. The compression ratio is inputs (values) per latent value.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,11 +29,12 @@ from perceiver_io.config import Config, ConfigError
 from perceiver_io.data.av import AVDigitsConfig
 from perceiver_io.decoder import DecoderConfig
 from perceiver_io.encoder import EncoderConfig
+from perceiver_io.metrics import psnr_from_mse
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
 
-__all__ = ["AVDataConfig", "AVAutoencodeConfig", "AVAutoencodeTask", "av_digits_autoencoder", "psnr"]
+__all__ = ["AVDataConfig", "AVAutoencodeConfig", "AVAutoencodeTask", "av_digits_autoencoder"]
 
 
 @dataclass
@@ -95,11 +95,6 @@ class AVAutoencodeConfig(Config):
     model: MultimodalAutoencoderConfig = field(default_factory=av_digits_autoencoder)
     data: AVDataConfig = field(default_factory=AVDataConfig)
     train: TrainConfig = field(default_factory=_av_train)
-
-
-def psnr(mse: float, peak: float = 1.0) -> float:
-    """``10·log10(peak² / mse)`` in dB."""
-    return 10 * math.log10(peak**2 / max(mse, 1e-12))
 
 
 class _Clips:
@@ -232,11 +227,11 @@ class AVAutoencodeTask(Task):
         mse_v, mse_a = se_v / pixels, se_a / samples
         return {
             "loss": mse_v + mse_a,
-            "video_psnr": psnr(mse_v),
-            "audio_psnr": psnr(mse_a),
+            "video_psnr": psnr_from_mse(mse_v),
+            "audio_psnr": psnr_from_mse(mse_a),
             "label_accuracy": correct / n,
-            "baseline_video_psnr": psnr(se_v0 / pixels),
-            "baseline_audio_psnr": psnr(se_a0 / samples),
+            "baseline_video_psnr": psnr_from_mse(se_v0 / pixels),
+            "baseline_audio_psnr": psnr_from_mse(se_a0 / samples),
             "clips": float(n),
         }
 

@@ -19,7 +19,6 @@ the mean processor latent of frozen images (the report prints its test accuracy)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perceiver_io.config import Config, ConfigError
+from perceiver_io.metrics import psnr_from_mse
 from perceiver_io.models.hip import HiP, HiPConfig, hip_cpu
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
@@ -249,7 +249,7 @@ class HiPMAETask(Task):
 
 def psnr(mse_normalised: float) -> float:
     """PSNR in dB on the ``[0, 1]`` pixel scale from an MSE in normalised units."""
-    return 10 * math.log10(1.0 / max(mse_normalised * STD**2, 1e-12))
+    return psnr_from_mse(mse_normalised * STD**2)
 
 
 @torch.no_grad()
