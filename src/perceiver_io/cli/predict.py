@@ -20,6 +20,11 @@ _MODEL_HELP = "model directory: ours (save_pretrained) or a transformers Perceiv
 _DEVICE_HELP = "torch device to run on, e.g. cpu or cuda"
 
 
+def _enlarge(x, scale: int):
+    """``(..., H, W)`` -> ``(..., scale·H, scale·W)`` by nearest neighbour (pictures of small images)."""
+    return x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+
+
 def _load_model(directory: Path, device: str):
     import perceiver_io
 
@@ -301,17 +306,14 @@ def predict_hip_mae(
         panels = reconstruction_panels(task, net, images)
         size = cfg.data.image_size
 
-        def big(x: torch.Tensor) -> torch.Tensor:
-            return x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-
         out.mkdir(parents=True, exist_ok=True)
-        save_image_grid([big(p) for p in panels], out / "reconstructions.png", ncols=4)
+        save_image_grid([_enlarge(p, scale) for p in panels], out / "reconstructions.png", ncols=4)
         maps, refs = position_similarity(net, size, references)
         tiles = []
         for m, (r, c) in zip(maps, refs, strict=True):
             rgb = diverging_rgb(m)
             rgb[:, max(0, r - 1) : r + 2, max(0, c - 1) : c + 2] = torch.tensor([0.0, 0.8, 0.0])[:, None, None]
-            tiles.append(big(rgb))
+            tiles.append(_enlarge(rgb, scale))
         save_image_grid(tiles, out / "positions.png", ncols=references)
         batch = next(task.eval_batches("test", limit=images))
         with torch.no_grad():
@@ -363,11 +365,8 @@ def predict_av_autoencode(
         probs = rec.label.float().softmax(-1).cpu()
         video, audio = video.cpu(), audio.cpu()
 
-        def big(x: torch.Tensor) -> torch.Tensor:
-            return x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-
         out.mkdir(parents=True, exist_ok=True)
-        tiles = [big(f) for k in range(n) for clip in (video[k], rec_video[k]) for f in clip]
+        tiles = [_enlarge(f, scale) for k in range(n) for clip in (video[k], rec_video[k]) for f in clip]
         save_image_grid(tiles, out / "frames.png", ncols=video.shape[1])
         save_audio_comparison(list(audio), list(rec_audio), cfg.data.clips.sample_rate, out / "audio.png")
         rows = []
