@@ -130,3 +130,65 @@ def test_train_then_evaluate_end_to_end(tmp_path, fake_mnist):
 
     wave, rate = read_wav(out / "input_1.wav")
     assert rate == TINY["data.clips.sample_rate"] and wave.shape == (TINY["data.clips.num_samples"],)
+
+
+# -- av-classify -------------------------------------------------------------------------------------------
+
+CLASSIFY_TINY = {k: v for k, v in TINY.items() if not k.startswith(("data.video_", "data.audio_", "model.decoder"))}
+
+
+def _classify_task(tmp_path, **overrides):
+    cfg = build_config("av-classify", overrides={**CLASSIFY_TINY, "data.cache_dir": str(tmp_path), **overrides})
+    task = get_task_class("av-classify")(cfg, log=lambda m: None)
+    task.setup()
+    return task
+
+
+@pytest.mark.parametrize("head", ["attention", "pool"])
+@pytest.mark.parametrize(
+    ("modalities", "read"), [(["audio"], {"audio"}), (["image"], {"video"}), (["audio", "image"], {"audio", "video"})]
+)
+def test_the_classifier_reads_its_modalities_and_nothing_else(tmp_path, fake_mnist, modalities, read, head):
+    task = _classify_task(tmp_path, **{"model.modalities": modalities, "model.head": head})
+    model = task.build_model().eval()
+    assert (model.decoder is None) == (head == "pool")
+    b = _batch(task, 4)
+    with torch.no_grad():
+        out = model(task.inputs(b))
+        assert out.logits.shape == (4, 10)
+        for key in ("audio", "video"):
+            changed = model(task.inputs({**b, key: b[key].flip(0)})).latents
+            assert torch.allclose(changed, out.latents) == (key not in read), key
+
+
+def test_classify_loss_is_summed_cross_entropy_and_evaluate_counts_every_clip(tmp_path, fake_mnist):
+    task = _classify_task(tmp_path)
+    model = task.build_model()
+    b = _batch(task, 4)
+    logits = task._logits(model, b)
+    torch.testing.assert_close(
+        task.loss(model, b), torch.nn.functional.cross_entropy(logits, b["label"], reduction="sum")
+    )
+    metrics = task.evaluate(model.eval(), "test")
+    assert metrics["clips"] == TINY["data.clips.num_test"] and 0 <= metrics["accuracy"] <= 1
+
+
+def test_classify_config_names_bad_modalities(tmp_path):
+    from perceiver_io import ConfigError
+
+    with pytest.raises(ConfigError, match="modalities must be a non-empty subset"):
+        build_config("av-classify", overrides={"model.modalities": ["label"]})
+    with pytest.raises(ConfigError, match="model.head"):
+        build_config("av-classify", overrides={"model.head": "max"})
+
+
+def test_classify_train_then_evaluate_end_to_end(tmp_path, fake_mnist):
+    run = tmp_path / "run"
+    args = [f"{k}={v}" for k, v in CLASSIFY_TINY.items()]
+    args += [f"data.cache_dir={tmp_path}", f"train.run_dir={run}", "model.modalities=[audio]", "model.head=pool"]
+    res = CliRunner().invoke(app, ["train", "av-classify", *args])
+    assert res.exit_code == 0, res.output
+    assert "audio, pool head: accuracy" in res.output
+    res = CliRunner().invoke(app, ["evaluate", "av-classify", "--run", str(run), "--split", "test"])
+    assert res.exit_code == 0, res.output
+    assert "audio, pool head: accuracy" in res.output

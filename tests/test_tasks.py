@@ -252,7 +252,8 @@ def test_a_saved_config_with_mapping_fields_restores_exactly():
 
 
 @pytest.mark.parametrize(
-    "task", ["mlm", "clm", "flow", "image-classification", "text-classification", "hip-mae", "av-autoencode"]
+    "task",
+    ["mlm", "clm", "flow", "image-classification", "text-classification", "hip-mae", "av-autoencode", "av-classify"],
 )
 def test_config_files_hold_the_built_in_defaults(task):
     """``configs/TASK.yaml`` says it is the task's defaults written out; keep it so."""

@@ -11,7 +11,7 @@ from perceiver_io.cli.common import train_errors
 
 train_app = typer.Typer()
 
-_TASK_HELP = "task: mlm, clm, flow, image-classification, text-classification, hip-mae or av-autoencode"
+_TASK_HELP = "task: mlm, clm, flow, image-classification, text-classification, hip-mae, av-autoencode or av-classify"
 
 
 @train_app.command()

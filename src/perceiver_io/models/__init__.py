@@ -10,6 +10,7 @@ from perceiver_io.models.flow import OpticalFlow, OpticalFlowConfig
 from perceiver_io.models.hip import HiP, HiPConfig, HiPOutput
 from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
+from perceiver_io.models.multimodal_classifier import MultimodalClassifier, MultimodalClassifierConfig
 from perceiver_io.models.perceiver import Perceiver, PerceiverConfig
 from perceiver_io.models.perceiver_ar import PerceiverAR, PerceiverARConfig, PerceiverAROutput
 from perceiver_io.models.perceiver_io import PerceiverIO, PerceiverIOConfig, QueryConfig
@@ -47,6 +48,8 @@ __all__ = [
     "MultimodalAutoencoder",
     "MultimodalAutoencoderConfig",
     "MultimodalAutoencoderOutput",
+    "MultimodalClassifier",
+    "MultimodalClassifierConfig",
     "HiP",
     "HiPConfig",
     "HiPOutput",

@@ -29,7 +29,14 @@ from perceiver_io.layers.position import num_fourier_channels
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
 
-__all__ = ["MultimodalAutoencoderConfig", "MultimodalAutoencoder", "MultimodalAutoencoderOutput", "MODALITIES"]
+__all__ = [
+    "AVInputsConfig",
+    "av_input_adapters",
+    "MultimodalAutoencoderConfig",
+    "MultimodalAutoencoder",
+    "MultimodalAutoencoderOutput",
+    "MODALITIES",
+]
 
 MODALITIES = ("audio", "image", "label")
 
@@ -54,18 +61,14 @@ def _default_mask_probs() -> dict[str, float]:
 
 
 @dataclass
-class MultimodalAutoencoderConfig(Config):
-    """Kinetics-700 autoencoder; defaults are the published model (``deepmind/multimodal-perceiver``).
+class AVInputsConfig(Config):
+    """The audio-visual inputs: video as patches + 3-D Fourier features, audio as patches + 1-D Fourier
+    features, each padded to one width with a learned per-modality vector. Defaults: Kinetics-700
+    (``deepmind/multimodal-perceiver``).
 
     * ``video_shape`` ``(T, H, W)``; ``image_max_resolution``: Fourier max resolution of the video
       (input patch grid and output pixel grid alike, as the official code), default the patch grid.
     * ``audio_max_resolution``: default ``(num_audio_samples,)``.
-    * ``mask_probs``: per-modality probability that an input row is replaced by a learned mask
-      token (applied in training and evaluation, as the official code). The released model uses
-      ``label: 1.0`` (the label is always hidden: the model classifies); the paper trained with 0.5.
-    * ``full_query_positions``: positions of the Fourier queries when *every* point is decoded:
-      ``"grid"`` = ``linspace(-1, 1, n)`` (official ``BasicDecoder``), ``"index"`` = ``-1 + 2i/n``
-      (the subsampled formula used in training; ``transformers`` and the colab decode this way).
     """
 
     video_shape: tuple[int, int, int] = (16, 224, 224)
@@ -78,13 +81,79 @@ class MultimodalAutoencoderConfig(Config):
     samples_per_patch: int = 16
     audio_num_bands: int = 192
     audio_max_resolution: tuple[int] | None = None
+    input_min_padding_size: int = 4
+    init_scale: float = 0.02
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        self._positive(
+            "num_image_channels",
+            "image_patch_size",
+            "image_temporal_patch_size",
+            "image_num_bands",
+            "num_audio_samples",
+            "samples_per_patch",
+            "audio_num_bands",
+        )
+        if len(self.video_shape) != 3 or any(not isinstance(v, int) or v <= 0 for v in self.video_shape):
+            raise ConfigError(f"{name}.video_shape must be 3 positive integers (T, H, W), got {self.video_shape!r}")
+        t, h, w = self.video_shape
+        if t % self.image_temporal_patch_size or h % self.image_patch_size or w % self.image_patch_size:
+            raise ConfigError(
+                f"{name}.video_shape {self.video_shape} must be divisible by the patch sizes "
+                f"(image_temporal_patch_size, image_patch_size) = "
+                f"({self.image_temporal_patch_size}, {self.image_patch_size})"
+            )
+        if self.num_audio_samples % self.samples_per_patch:
+            raise ConfigError(
+                f"{name}.num_audio_samples ({self.num_audio_samples}) must be divisible by "
+                f"samples_per_patch ({self.samples_per_patch})"
+            )
+        for field_name, value, n in (
+            ("image_max_resolution", self.image_max_resolution, 3),
+            ("audio_max_resolution", self.audio_max_resolution, 1),
+        ):
+            if value is not None and (len(value) != n or any(v <= 0 for v in value)):
+                raise ConfigError(f"{name}.{field_name} must be {n} positive numbers or None, got {value!r}")
+        v = self.input_min_padding_size
+        if not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{name}.input_min_padding_size must be a non-negative integer, got {v!r}")
+
+
+def av_input_adapters(c: AVInputsConfig) -> dict[str, ImageInputAdapter | AudioInputAdapter]:
+    """``{"audio": AudioInputAdapter, "image": ImageInputAdapter}`` (video patches) for ``c``."""
+    image = ImageInputAdapter(
+        video_image_config(
+            c.video_shape,
+            c.num_image_channels,
+            c.image_patch_size,
+            c.image_temporal_patch_size,
+            c.image_num_bands,
+            c.image_max_resolution,
+        )
+    )
+    audio = AudioInputAdapter(c.num_audio_samples, c.samples_per_patch, c.audio_num_bands, c.audio_max_resolution)
+    return {"audio": audio, "image": image}
+
+
+@dataclass
+class MultimodalAutoencoderConfig(AVInputsConfig):
+    """Kinetics-700 autoencoder; defaults are the published model (``deepmind/multimodal-perceiver``).
+    The input fields are :class:`AVInputsConfig`'s.
+
+    * ``mask_probs``: per-modality probability that an input row is replaced by a learned mask
+      token (applied in training and evaluation, as the official code). The released model uses
+      ``label: 1.0`` (the label is always hidden: the model classifies); the paper trained with 0.5.
+    * ``full_query_positions``: positions of the Fourier queries when *every* point is decoded:
+      ``"grid"`` = ``linspace(-1, 1, n)`` (official ``BasicDecoder``), ``"index"`` = ``-1 + 2i/n``
+      (the subsampled formula used in training; ``transformers`` and the colab decode this way).
+    """
+
     num_classes: int = 700
     label_query_channels: int = 1024
-    input_min_padding_size: int = 4
     query_min_padding_size: int = 2
     mask_probs: dict[str, float] = field(default_factory=_default_mask_probs)
     full_query_positions: Literal["grid", "index"] = "grid"
-    init_scale: float = 0.02
     encoder: EncoderConfig = field(default_factory=_mm_encoder)
     decoder: DecoderConfig = field(default_factory=_mm_decoder)
 
@@ -96,46 +165,13 @@ class MultimodalAutoencoderConfig(Config):
         }
 
     def validate(self) -> None:
-        self._positive(
-            "num_image_channels",
-            "image_patch_size",
-            "image_temporal_patch_size",
-            "image_num_bands",
-            "num_audio_samples",
-            "samples_per_patch",
-            "audio_num_bands",
-            "num_classes",
-            "label_query_channels",
-        )
-        if len(self.video_shape) != 3 or any(not isinstance(v, int) or v <= 0 for v in self.video_shape):
+        super().validate()
+        self._positive("num_classes", "label_query_channels")
+        v = self.query_min_padding_size
+        if not isinstance(v, int) or v < 0:
             raise ConfigError(
-                "MultimodalAutoencoderConfig.video_shape must be 3 positive integers (T, H, W), "
-                f"got {self.video_shape!r}"
+                f"MultimodalAutoencoderConfig.query_min_padding_size must be a non-negative integer, got {v!r}"
             )
-        t, h, w = self.video_shape
-        if t % self.image_temporal_patch_size or h % self.image_patch_size or w % self.image_patch_size:
-            raise ConfigError(
-                f"MultimodalAutoencoderConfig.video_shape {self.video_shape} must be divisible by the patch sizes "
-                f"(image_temporal_patch_size, image_patch_size) = "
-                f"({self.image_temporal_patch_size}, {self.image_patch_size})"
-            )
-        if self.num_audio_samples % self.samples_per_patch:
-            raise ConfigError(
-                f"MultimodalAutoencoderConfig.num_audio_samples ({self.num_audio_samples}) must be divisible by "
-                f"samples_per_patch ({self.samples_per_patch})"
-            )
-        for name, value, n in (
-            ("image_max_resolution", self.image_max_resolution, 3),
-            ("audio_max_resolution", self.audio_max_resolution, 1),
-        ):
-            if value is not None and (len(value) != n or any(v <= 0 for v in value)):
-                raise ConfigError(
-                    f"MultimodalAutoencoderConfig.{name} must be {n} positive numbers or None, got {value!r}"
-                )
-        for name in ("input_min_padding_size", "query_min_padding_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ConfigError(f"MultimodalAutoencoderConfig.{name} must be a non-negative integer, got {v!r}")
         if not isinstance(self.mask_probs, dict):
             raise ConfigError(f"MultimodalAutoencoderConfig.mask_probs must be a dict, got {self.mask_probs!r}")
         for m, p in self.mask_probs.items():
@@ -171,19 +207,8 @@ class MultimodalAutoencoder(PerceiverIOBase):
     def __init__(self, config: MultimodalAutoencoderConfig) -> None:
         super().__init__(config)
         c = config
-        image_in = ImageInputAdapter(
-            video_image_config(
-                c.video_shape,
-                c.num_image_channels,
-                c.image_patch_size,
-                c.image_temporal_patch_size,
-                c.image_num_bands,
-                c.image_max_resolution,
-            )
-        )
-        audio_in = AudioInputAdapter(
-            c.num_audio_samples, c.samples_per_patch, c.audio_num_bands, c.audio_max_resolution
-        )
+        inputs = av_input_adapters(c)
+        audio_in, image_in = inputs["audio"], inputs["image"]
         self.input_adapter = MultimodalInputAdapter(
             {"audio": audio_in, "image": image_in, "label": LabelInputAdapter(c.num_classes)},
             min_padding_size=c.input_min_padding_size,

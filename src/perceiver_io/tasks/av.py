@@ -1,4 +1,7 @@
-"""Multimodal autoencoding of audio-visual digits (Perceiver IO, Sec. 4.3, at CPU scale).
+"""Audio-visual digits (:mod:`perceiver_io.data.av`): multimodal autoencoding (``av-autoencode``,
+Perceiver IO Sec. 4.3 at CPU scale) and audio-visual classification (``av-classify``).
+
+``av-autoencode``:
 
 Video ``(B, T, 1, S, S)`` in [0, 1], audio ``(B, L)`` in [-1, 1] and the one-hot label go into one
 :class:`~perceiver_io.models.multimodal.MultimodalAutoencoder`; each modality is padded to a common
@@ -13,6 +16,10 @@ Evaluation encodes each clip once **with the label masked** and decodes every po
 Metrics: video PSNR (pixels in [0, 1]) and audio PSNR (samples in [-1, 1], peak 1), each also for
 the best constant prediction (the training set's mean clip and silence), and label accuracy with
 the label hidden. The compression ratio is inputs (values) per latent value.
+
+``av-classify``: audio, video or both (``model.modalities``) into a
+:class:`~perceiver_io.models.multimodal_classifier.MultimodalClassifier` read out by an attention
+decoder or by average pooling of the latents (``model.head``); cross-entropy; accuracy.
 """
 
 from __future__ import annotations
@@ -31,56 +38,92 @@ from perceiver_io.decoder import DecoderConfig
 from perceiver_io.encoder import EncoderConfig
 from perceiver_io.metrics import psnr_from_mse
 from perceiver_io.models.multimodal import MultimodalAutoencoder, MultimodalAutoencoderConfig
+from perceiver_io.models.multimodal_classifier import MultimodalClassifier, MultimodalClassifierConfig
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
 
-__all__ = ["AVDataConfig", "AVAutoencodeConfig", "AVAutoencodeTask", "av_digits_autoencoder"]
+__all__ = [
+    "AVClipsConfig",
+    "AVDataConfig",
+    "AVAutoencodeConfig",
+    "AVAutoencodeTask",
+    "AVClassifyConfig",
+    "AVClassifyTask",
+    "av_digits_autoencoder",
+    "av_digits_classifier",
+]
 
 
 @dataclass
-class AVDataConfig(Config):
-    """The clips (``clips``: :class:`~perceiver_io.data.av.AVDigitsConfig`) and what training decodes."""
+class AVClipsConfig(Config):
+    """The clips (``clips``: :class:`~perceiver_io.data.av.AVDigitsConfig`), where they are cached and
+    the evaluation batch size."""
 
     clips: AVDigitsConfig = field(default_factory=AVDigitsConfig)
-    video_queries: int = 1024
-    audio_queries: int = 128
-    label_weight: float = 0.1
-    loss: Literal["l1", "mse"] = "mse"
     eval_batch_size: int = 50
     cache_dir: str | None = None
 
     def validate(self) -> None:
-        self._positive("video_queries", "audio_queries", "eval_batch_size")
+        self._positive("eval_batch_size")
+
+
+@dataclass
+class AVDataConfig(AVClipsConfig):
+    """``av-autoencode``'s data: the clips and what training decodes."""
+
+    video_queries: int = 1024
+    audio_queries: int = 128
+    label_weight: float = 0.1
+    loss: Literal["l1", "mse"] = "mse"
+
+    def validate(self) -> None:
+        super().validate()
+        self._positive("video_queries", "audio_queries")
         if self.label_weight < 0:
             raise ConfigError(f"AVDataConfig.label_weight must be >= 0, got {self.label_weight!r}")
+
+
+_AV_DIGITS_INPUTS = {
+    "video_shape": (8, 32, 32),
+    "num_image_channels": 1,
+    "image_num_bands": 8,
+    "image_max_resolution": None,
+    "num_audio_samples": 8192,
+    "audio_num_bands": 16,
+}
+
+
+def _av_digits_encoder() -> EncoderConfig:
+    return EncoderConfig(
+        num_latents=128,
+        num_latent_channels=128,
+        num_blocks=1,
+        num_self_attends_per_block=4,
+        num_cross_attention_heads=1,
+        num_self_attention_heads=4,
+        cross_attention_widening_factor=1,
+        self_attention_widening_factor=2,
+    )
 
 
 def av_digits_autoencoder() -> MultimodalAutoencoderConfig:
     """CPU size: 8 × 32² grey video (4×4 patches), 8,192 audio samples (16 per patch), 10 classes;
     128 × 128 latents, 4 self-attention layers; label masked with probability 0.5."""
     return MultimodalAutoencoderConfig(
-        video_shape=(8, 32, 32),
-        num_image_channels=1,
-        image_num_bands=8,
-        image_max_resolution=None,
-        num_audio_samples=8192,
-        audio_num_bands=16,
+        **_AV_DIGITS_INPUTS,
         num_classes=10,
         label_query_channels=64,
         mask_probs={"label": 0.5},
         full_query_positions="index",  # decode every point at the positions training's subsets use
-        encoder=EncoderConfig(
-            num_latents=128,
-            num_latent_channels=128,
-            num_blocks=1,
-            num_self_attends_per_block=4,
-            num_cross_attention_heads=1,
-            num_self_attention_heads=4,
-            cross_attention_widening_factor=1,
-            self_attention_widening_factor=2,
-        ),
+        encoder=_av_digits_encoder(),
         decoder=DecoderConfig(num_output_channels=128, num_heads=1, use_query_residual=False),
     )
+
+
+def av_digits_classifier() -> MultimodalClassifierConfig:
+    """The autoencoder's inputs and latents (128 × 128, 4 layers), audio + video, 10 classes, attention
+    decoder (``head="pool"``: average of the latents)."""
+    return MultimodalClassifierConfig(**_AV_DIGITS_INPUTS, num_classes=10, encoder=_av_digits_encoder())
 
 
 def _av_train() -> TrainConfig:
@@ -94,6 +137,13 @@ def _av_train() -> TrainConfig:
 class AVAutoencodeConfig(Config):
     model: MultimodalAutoencoderConfig = field(default_factory=av_digits_autoencoder)
     data: AVDataConfig = field(default_factory=AVDataConfig)
+    train: TrainConfig = field(default_factory=_av_train)
+
+
+@dataclass
+class AVClassifyConfig(Config):
+    model: MultimodalClassifierConfig = field(default_factory=av_digits_classifier)
+    data: AVClipsConfig = field(default_factory=AVClipsConfig)
     train: TrainConfig = field(default_factory=_av_train)
 
 
@@ -111,13 +161,11 @@ class _Clips:
         return self.video[i], self.audio[i], int(self.label[i])
 
 
-@register_task
-class AVAutoencodeTask(Task):
-    """``perceiver-io train av-autoencode``: see the module docstring."""
+class _AVTask(Task):
+    """What both audio-visual tasks share: the clips, the model's input shapes from ``data.clips``, and
+    batches of ``video (B, T, 1, S, S)`` in [0, 1], ``audio (B, L)``, ``label (B,)``."""
 
-    name = "av-autoencode"
-    config_class = AVAutoencodeConfig
-    config: AVAutoencodeConfig
+    config: AVAutoencodeConfig | AVClassifyConfig
 
     def __init__(self, config: Config, log=print) -> None:
         super().__init__(config, log)
@@ -125,7 +173,7 @@ class AVAutoencodeTask(Task):
 
     @classmethod
     def finalize_config(cls, cfg: Config) -> Config:
-        assert isinstance(cfg, AVAutoencodeConfig)
+        assert isinstance(cfg, (AVAutoencodeConfig, AVClassifyConfig))
         c = cfg.data.clips
         cfg = cfg.replace(
             model={"video_shape": (c.frames, c.image_size, c.image_size), "num_image_channels": 1,
@@ -158,12 +206,40 @@ class AVAutoencodeTask(Task):
     def setup(self) -> None:
         self.train_data = self.split("train")
         c = self.config.data.clips
-        video = self.train_data.video.astype(np.float32) / 255
-        self.mean_video = torch.from_numpy(video.mean(0))  # the best constant video (L2), (T, S, S)
         self.log(
             f"audio-visual digits: {len(self.train_data):,} training clips of {c.frames}×{c.image_size}² video "
             f"and {c.num_samples:,} audio samples at {c.sample_rate:,} Hz ({c.num_samples / c.sample_rate:.2f} s)"
         )
+
+    def collate(self, items: list[tuple[np.ndarray, np.ndarray, int]], seeds: list[int]) -> dict[str, Tensor]:
+        """-> ``video (B, T, 1, S, S)`` in [0, 1], ``audio (B, L)``, ``label (B,)``."""
+        return {
+            "video": torch.from_numpy(np.stack([v for v, _, _ in items])).float().div(255).unsqueeze(2),
+            "audio": torch.from_numpy(np.stack([a for _, a, _ in items])),
+            "label": torch.tensor([y for _, _, y in items]),
+        }
+
+    def eval_batches(self, split: str, max_batches: int | None = None):
+        """Batches of ``data.eval_batch_size`` clips of ``split`` (the first ``max_batches`` of them)."""
+        clips = self.split(split)
+        bs = self.config.data.eval_batch_size
+        n = len(clips) if max_batches is None else min(len(clips), max_batches * bs)
+        for lo in range(0, n, bs):
+            yield _AVTask.collate(self, [clips[i] for i in range(lo, min(n, lo + bs))], [])
+
+
+@register_task
+class AVAutoencodeTask(_AVTask):
+    """``perceiver-io train av-autoencode``: see the module docstring."""
+
+    name = "av-autoencode"
+    config_class = AVAutoencodeConfig
+    config: AVAutoencodeConfig
+
+    def setup(self) -> None:
+        super().setup()
+        video = self.train_data.video.astype(np.float32) / 255
+        self.mean_video = torch.from_numpy(video.mean(0))  # the best constant video (L2), (T, S, S)
 
     def build_model(self) -> MultimodalAutoencoder:
         return MultimodalAutoencoder(self.config.model)
@@ -172,19 +248,13 @@ class AVAutoencodeTask(Task):
         """-> ``video (B, T, 1, S, S)``, ``audio (B, L)``, ``label (B,)``, and the decoded points
         ``video_indices (P_v,)`` (flat pixels) and ``audio_indices (P_a,)`` (patches)."""
         d, m = self.config.data, self.config.model
-        video = torch.from_numpy(np.stack([v for v, _, _ in items])).float().div(255).unsqueeze(2)
-        audio = torch.from_numpy(np.stack([a for _, a, _ in items]))
-        label = torch.tensor([y for _, _, y in items])
+        batch = super().collate(items, seeds)
         g = example_generator(seeds[0] + 1)
-        pixels = video[0].numel()
+        pixels = batch["video"][0].numel()
         patches = m.num_audio_samples // m.samples_per_patch
-        return {
-            "video": video,
-            "audio": audio,
-            "label": label,
-            "video_indices": torch.randperm(pixels, generator=g)[: min(d.video_queries, pixels)],
-            "audio_indices": torch.randperm(patches, generator=g)[: min(d.audio_queries, patches)],
-        }
+        batch["video_indices"] = torch.randperm(pixels, generator=g)[: min(d.video_queries, pixels)]
+        batch["audio_indices"] = torch.randperm(patches, generator=g)[: min(d.audio_queries, patches)]
+        return batch
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Per example: mean squared error (``data.loss="l1"``: absolute error) over the decoded pixels
@@ -205,15 +275,12 @@ class AVAutoencodeTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str = "valid", max_batches: int | None = None) -> dict[str, float]:
-        clips = self.split(split)
         device = next(model.parameters()).device
-        bs = self.config.data.eval_batch_size
-        n = len(clips) if max_batches is None else min(len(clips), max_batches * bs)
         se_v = se_a = se_v0 = se_a0 = 0.0
-        correct = 0
+        correct = n = 0
         mean_video = self.mean_video.to(device)
-        for lo in range(0, n, bs):
-            batch = self.collate([clips[i] for i in range(lo, min(n, lo + bs))], [0])
+        for batch in self.eval_batches(split, max_batches):
+            n += len(batch["label"])
             video, audio, label = (batch[k].to(device) for k in ("video", "audio", "label"))
             out = model({"image": video, "audio": audio, "label": label}, mask_probs={"label": 1.0})
             se_v += float((out.image.float() - video).square().sum())
@@ -252,4 +319,48 @@ class AVAutoencodeTask(Task):
             f"video PSNR {test['video_psnr']:.2f} dB (mean clip {test['baseline_video_psnr']:.2f} dB); "
             f"audio PSNR {test['audio_psnr']:.2f} dB (silence {test['baseline_audio_psnr']:.2f} dB); "
             f"label accuracy {test['label_accuracy']:.2%} (chance 10 %)",
+        ]
+
+
+@register_task
+class AVClassifyTask(_AVTask):
+    """``perceiver-io train av-classify``: the digit from its sound, its sight or both
+    (``model.modalities``), read out by an attention decoder or pooled latents (``model.head``)."""
+
+    name = "av-classify"
+    config_class = AVClassifyConfig
+    config: AVClassifyConfig
+
+    def build_model(self) -> MultimodalClassifier:
+        return MultimodalClassifier(self.config.model)
+
+    def inputs(self, batch: dict[str, Tensor], device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        """The model's inputs: the configured ``model.modalities`` of ``batch``."""
+        x = {"image": batch["video"], "audio": batch["audio"]}
+        return {m: x[m].to(device) for m in self.config.model.modalities}
+
+    def _logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return model(self.inputs(batch, next(model.parameters()).device)).logits.float()
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """Cross-entropy of the label, summed over the batch."""
+        return F.cross_entropy(self._logits(model, batch), batch["label"], reduction="sum")
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str = "valid", max_batches: int | None = None) -> dict[str, float]:
+        nll, correct, n = 0.0, 0, 0
+        for batch in self.eval_batches(split, max_batches):
+            n += len(batch["label"])
+            logits = self._logits(model, batch).cpu()
+            nll += float(F.cross_entropy(logits, batch["label"], reduction="sum"))
+            correct += int((logits.argmax(-1) == batch["label"]).sum())
+        return {"loss": nll / n, "accuracy": correct / n, "clips": float(n)}
+
+    def report(self, model: nn.Module, metrics: dict[str, float]) -> list[str]:
+        test = self.evaluate(model, "test")
+        self.test_metrics = test
+        m = self.config.model
+        return [
+            f"audio-visual digits test ({int(test['clips'])} clips, unseen digit images and voices): "
+            f"{' + '.join(m.modalities)}, {m.head} head: accuracy {test['accuracy']:.2%} (chance 10 %)"
         ]
