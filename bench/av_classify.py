@@ -81,9 +81,9 @@ def main() -> None:
         seconds = dict(zip(cells, pool.map(lambda c: train(runs[c], *c, args), cells), strict=True))
     results = {c: {**evaluate(runs[c]), "train_s": seconds[c]} for c in cells}
 
-    print(f"\naudio-visual digits test accuracy, {args.steps} steps, seeds {args.seeds} (mean ± s.e.)")
+    print(f"\naudio-visual digits test accuracy, {args.steps} steps, seeds {args.seeds} (mean ± s.e. over seeds)")
     print(f"{'inputs':12} {'head':10} {'accuracy':>16} {'params':>9}")
-    summary = {"steps": args.steps, "seeds": args.seeds, "cells": []}
+    summary = {"steps": args.steps, "seeds": args.seeds, "cells": [], "attention_minus_pool": {}}
     for m in args.modalities:
         for h in args.heads:
             accs = [results[(m, h, s)]["accuracy"] for s in args.seeds]
@@ -92,6 +92,13 @@ def main() -> None:
             print(f"{m:12} {h:10} {100 * mean:9.1f} ± {100 * se:4.1f} % {params:>9,}")
             cell = {"inputs": m, "head": h, "accuracy": accs, "mean": mean, "se": se, "params": params}
             summary["cells"].append(cell)
+    if set(HEADS) <= set(args.heads):  # paired by seed: same data order, same encoder initialisation
+        print("\nattention - pool, paired by seed (mean ± s.e.)")
+        for m in args.modalities:
+            diffs = [results[(m, "attention", s)]["accuracy"] - results[(m, "pool", s)]["accuracy"] for s in args.seeds]
+            mean, se = _mean_se(diffs)
+            print(f"{m:12} {100 * mean:+9.1f} ± {100 * se:4.1f} points")
+            summary["attention_minus_pool"][m] = {"differences": diffs, "mean": mean, "se": se}
     print(json.dumps(summary))
 
 

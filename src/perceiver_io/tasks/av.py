@@ -24,6 +24,7 @@ decoder or by average pooling of the latents (``model.head``); cross-entropy; ac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,7 +220,7 @@ class _AVTask(Task):
             "label": torch.tensor([y for _, _, y in items]),
         }
 
-    def eval_batches(self, split: str, max_batches: int | None = None):
+    def eval_batches(self, split: str, max_batches: int | None = None) -> Iterator[dict[str, Tensor]]:
         """Batches of ``data.eval_batch_size`` clips of ``split`` (the first ``max_batches`` of them)."""
         clips = self.split(split)
         bs = self.config.data.eval_batch_size
