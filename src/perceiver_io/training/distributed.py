@@ -45,8 +45,34 @@ def setup_distributed(device: torch.device, single_process_group: bool = False) 
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        store = _store_for_this_attempt(world)
+        if store is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+
+
+def _store_for_this_attempt(world_size: int) -> dist.Store | None:
+    """Under ``torchrun``, the agent's store with a key prefix of this restart attempt; else None (``env://``).
+
+    ``torchrun``'s static rendezvous keeps one store for all restarts, and ``env://`` adds no prefix per
+    attempt, so after a worker is restarted the process group could read a peer's address from the
+    previous attempt and fail with "Gloo connectFullMesh failed ... Connection refused".
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in os.environ:
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,  # the agent hosts it
+        timeout=default_pg_timeout,
+    )
+    return dist.PrefixStore(f"perceiver_io/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def cleanup_distributed() -> None:
