@@ -21,7 +21,7 @@ from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.heads import PoolingClassificationHead
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.models.classifier import _check_num_classes, _classification_decoder, _classifier_parts
-from perceiver_io.models.multimodal import AVInputsConfig, av_input_adapters
+from perceiver_io.models.multimodal import AVInputsConfig, _mm_encoder, av_input_adapters
 from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["MultimodalClassifierConfig", "MultimodalClassifier", "INPUT_MODALITIES"]
@@ -30,15 +30,8 @@ INPUT_MODALITIES = ("audio", "image")
 
 
 def _av_encoder() -> EncoderConfig:
-    # the Perceiver IO AudioSet model's processor size (Appendix E): 512 latents, 8 self-attention layers
-    return EncoderConfig(
-        num_latents=512,
-        num_latent_channels=512,
-        num_blocks=1,
-        num_self_attends_per_block=8,
-        num_cross_attention_heads=1,
-        num_self_attention_heads=8,
-    )
+    # the Perceiver IO AudioSet model's processor (Appendix E): the multimodal autoencoder's, with 512 latents
+    return _mm_encoder().replace(num_latents=512)
 
 
 @dataclass
