@@ -262,15 +262,21 @@ def multimodal_perceiver() -> MultimodalAutoencoderConfig:
     return MultimodalAutoencoderConfig()
 
 
+# the tiny presets' inputs: 2×8×8 video (4×4 patches), 64 audio samples (16 per patch)
+TINY_AV_INPUTS = {
+    "video_shape": (2, 8, 8),
+    "image_num_bands": 2,
+    "image_max_resolution": None,
+    "num_audio_samples": 64,
+    "audio_num_bands": 3,
+}
+
+
 @register_model("test-multimodal-perceiver", MultimodalAutoencoder, info=PretrainedInfo(tiny=True))
 def test_multimodal_perceiver() -> MultimodalAutoencoderConfig:
     """Tiny autoencoder: 2×8×8 video (4×4 patches), 64 audio samples (16 per patch), 5 classes, 8 × 32 latents."""
     return MultimodalAutoencoderConfig(
-        video_shape=(2, 8, 8),
-        image_num_bands=2,
-        image_max_resolution=None,
-        num_audio_samples=64,
-        audio_num_bands=3,
+        **TINY_AV_INPUTS,
         num_classes=5,
         label_query_channels=16,
         mask_probs={"label": 0.5},  # the paper's training setting; mask tokens only where they can be drawn

@@ -21,7 +21,7 @@ from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
 from perceiver_io.heads import PoolingClassificationHead
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.models.classifier import _check_num_classes, _classification_decoder, _classifier_parts
-from perceiver_io.models.multimodal import AVInputsConfig, _mm_encoder, av_input_adapters
+from perceiver_io.models.multimodal import TINY_AV_INPUTS, AVInputsConfig, _mm_encoder, av_input_adapters
 from perceiver_io.registry import PretrainedInfo, register_model
 
 __all__ = ["MultimodalClassifierConfig", "MultimodalClassifier", "INPUT_MODALITIES"]
@@ -88,11 +88,7 @@ class MultimodalClassifier(PerceiverIOBase):
 
 def _tiny(head: str) -> MultimodalClassifierConfig:
     return MultimodalClassifierConfig(
-        video_shape=(2, 8, 8),
-        image_num_bands=2,
-        image_max_resolution=None,
-        num_audio_samples=64,
-        audio_num_bands=3,
+        **TINY_AV_INPUTS,  # type: ignore[arg-type]
         num_classes=5,
         head=head,  # type: ignore[arg-type]
         encoder=tiny_encoder(),
