@@ -50,28 +50,19 @@ from bytes_vs_transformer import (  # noqa: E402
     transformer_flops_dims,
 )
 from perceiver_io.adapters.text import NUM_SPECIAL_TOKENS  # noqa: E402
+from perceiver_io.layers.position import sinusoid_codes  # noqa: E402
 from perceiver_io.models.mlm import MaskedLanguageModel  # noqa: E402
 from perceiver_io.tasks.mlm import IGNORE_INDEX, MLMConfig, MLMDataConfig, MLMTask, demo_mlm_config  # noqa: E402
 from perceiver_io.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 # -- model changes that are not config options ---------------------------------------------------
-def sinusoid(num_positions: int, num_channels: int) -> Tensor:
-    """Transformer sinusoids ``(L, C)``: sin/cos of position / 10000^(2i/C), unit scale."""
-    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
-    freq = 10000.0 ** (-torch.arange(0, num_channels, 2, dtype=torch.float64) / num_channels)
-    out = torch.zeros(num_positions, num_channels, dtype=torch.float64)
-    out[:, 0::2] = torch.sin(pos * freq)
-    out[:, 1::2] = torch.cos(pos * freq)
-    return out.float()
-
-
 def fourier_positions(model: nn.Module, scale: float = 0.02) -> None:
     """Input positions and decoder queries initialised to the same sinusoids (still trained), std ``scale``."""
     for emb in (model.input_adapter.position_embedding, model.head.query_builder.embedding):
         n, c = emb.embeddings.shape
         with torch.no_grad():
-            emb.embeddings.copy_(sinusoid(n, c) * scale * math.sqrt(2))
+            emb.embeddings.copy_(sinusoid_codes(torch.arange(n), c) * scale * math.sqrt(2))
 
 
 def aligned_positions(model: nn.Module, tie_qk: bool = False, scale: float = 0.02) -> None:
@@ -86,29 +77,12 @@ def aligned_positions(model: nn.Module, tie_qk: bool = False, scale: float = 0.0
     if c != d:
         raise ValueError(f"aligned_positions needs text.num_channels == num_latent_channels, got {c} and {d}")
     fourier_positions(model, scale)
-    pos = (torch.arange(n, dtype=torch.float64) + 0.5) * length / n
-    freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    code = torch.zeros(n, d, dtype=torch.float64)
-    code[:, 0::2], code[:, 1::2] = torch.sin(pos[:, None] * freq), torch.cos(pos[:, None] * freq)
+    code = sinusoid_codes((torch.arange(n) + 0.5) * length / n, d)
     with torch.no_grad():
-        enc.latents.embeddings.copy_(code.float() * scale * math.sqrt(2))
+        enc.latents.embeddings.copy_(code * scale * math.sqrt(2))
         if tie_qk:
             for attn in (enc.cross_attention.attention, model.decoder.cross_attention.attention):
                 attn.k_proj.weight.copy_(attn.q_proj.weight)
-
-
-def local_init(model: nn.Module, alpha: float = 3.0) -> None:
-    """Locality at initialisation (mimetic-style): :func:`aligned_positions` with position codes 3x the token
-    scale, latent codes of unit scale, and both cross-attentions' ``Wq = Wk = alpha·I`` (so latent ``n`` attends
-    to the inputs near ``n·L/N`` and query ``p`` to the latents near ``p``). Needs equal widths."""
-    aligned_positions(model, scale=0.06)
-    enc = model.encoder
-    with torch.no_grad():
-        enc.latents.embeddings.mul_(1 / 0.06)
-        for attn in (enc.cross_attention.attention, model.decoder.cross_attention.attention):
-            eye = torch.eye(*attn.q_proj.weight.shape)
-            attn.q_proj.weight.copy_(alpha * eye)
-            attn.k_proj.weight.copy_(alpha * eye)
 
 
 def zero_init_residuals(model: nn.Module) -> None:
@@ -139,7 +113,6 @@ MUTATORS: dict[str, Callable[[nn.Module], None]] = {
     "zero_init_residuals": zero_init_residuals,
     "aligned_positions": aligned_positions,
     "aligned_init": lambda model: aligned_positions(model, tie_qk=True),
-    "local_init": local_init,
     "no_decoder_mlp": no_decoder_mlp,
 }
 
@@ -160,6 +133,11 @@ class Variant:
 
 def _aux(steps: int | None) -> dict:
     return {"unmasked_loss_weight": 0.5, "unmasked_loss_steps": steps}
+
+
+def _local(alpha: float) -> dict:
+    """``MaskedLanguageModelConfig.local_init``: both cross-attentions start local (Wq = Wk = alpha·I)."""
+    return {"local_init": alpha}
 
 
 def _enc(**overrides) -> dict:
@@ -188,7 +166,12 @@ def variants(seq_len: int, steps: int) -> list[Variant]:
         V("fourier_positions", "positions", "sinusoidal input positions and queries", mutate="fourier_positions"),
         V("aligned_positions", "positions", "sinusoidal inputs, queries, latents", mutate="aligned_positions"),
         V("aligned_init", "positions", "aligned_positions + cross-attn Wk = Wq at init", mutate="aligned_init"),
-        V("local_init", "positions", "aligned codes, unit latents, Wq = Wk = 3·I", mutate="local_init"),
+        V("local_init", "positions", "aligned codes, unit latents, Wq = Wk = 3·I", model=_local(3.0)),
+        V("local_init_a1.5", "positions", "local_init with Wq = Wk = 1.5·I (wider)", model=_local(1.5)),
+        V("local_init_a6", "positions", "local_init with Wq = Wk = 6·I (sharper)", model=_local(6.0)),
+        V("local_init_lr_3e-3", "positions", "local_init, AdamW lr 3e-3", model=_local(3.0), train={"lr": 3e-3}),
+        V("local_init_aux_warmup", "positions", "local_init + aux loss, first 25 % of steps", model=_local(3.0),
+          data=_aux(steps // 4)),
         V("pooled_latents", "init", "latents start from their input segment", model=_enc(latent_input_pooling=True)),
         V("query_residual", "decoder", "decoder query residual on", model={"decoder": {"use_query_residual": True}}),
         V("no_decoder_mlp", "decoder", "no decoder MLP", mutate="no_decoder_mlp"),

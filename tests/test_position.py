@@ -11,6 +11,7 @@ from perceiver_io.layers.position import (
     grid_positions,
     index_positions,
     num_fourier_channels,
+    sinusoid_codes,
 )
 from perceiver_io.queries import FourierQueries
 
@@ -113,3 +114,14 @@ def test_large_grids_are_not_cached():
     enc.CACHE_LIMIT = 8 * 8 * enc.num_channels - 1
     a, b = enc.grid(), enc.grid()
     assert not enc._cache and torch.equal(a, b)
+
+
+def test_sinusoid_codes_by_hand():
+    codes = sinusoid_codes(torch.tensor([0.0, 1.0, 2.5]), 5)
+    assert codes.shape == (3, 5)
+    # channel 2i: sin(p / 10000^(2i/C)), channel 2i+1: cos of the same; C = 5 drops the last cos
+    for i, p in enumerate([0.0, 1.0, 2.5]):
+        for j in range(5):
+            f = 10000.0 ** (-(j - j % 2) / 5)
+            expected = math.sin(p * f) if j % 2 == 0 else math.cos(p * f)
+            assert abs(codes[i, j].item() - expected) < 1e-6

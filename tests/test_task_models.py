@@ -77,6 +77,53 @@ def test_masked_lm_config_validation():
         MaskedLanguageModelConfig(decoder=DecoderConfig(num_query_channels=768, num_output_channels=10))
 
 
+def _byte_influence(model: MaskedLanguageModel, seq_len: int = 32) -> tuple[float, float]:
+    """Mean change of the logits at output p when input byte q changes, for q = p (near) and q = p + L/2 (far)."""
+    ids = torch.randint(10, 262, (1, seq_len), generator=torch.Generator().manual_seed(1))
+    p = torch.arange(seq_len)
+    with torch.no_grad():
+        base = model(ids).logits[0]
+        change = torch.zeros(seq_len, seq_len)  # (output p, input q)
+        for q in range(seq_len):
+            x = ids.clone()
+            x[0, q] = (x[0, q] - 6 + 37) % 256 + 6
+            change[:, q] = (model(x).logits[0] - base).norm(dim=-1)
+    return float(change[p, p].mean()), float(change[p, (p + seq_len // 2) % seq_len].mean())
+
+
+@pytest.mark.parametrize("local_init", [None, 3.0])
+def test_masked_lm_local_init_routes_each_position_to_its_own_output(local_init, tmp_path):
+    """``local_init`` starts both cross-attentions local: output p depends on input p several times more
+    than on a far input. With the paper's random initialisation every input matters about equally."""
+    torch.manual_seed(0)
+    cfg = MaskedLanguageModelConfig(
+        text=TextAdapterConfig(max_seq_len=32, num_channels=32),
+        encoder=TINY_ENCODER.replace(num_latents=16),
+        decoder=DecoderConfig(num_heads=2),
+        local_init=local_init,
+    )
+    model = MaskedLanguageModel(cfg).eval()
+    near, far = _byte_influence(model)
+    if local_init is None:
+        assert 0.8 < near / far < 1.25
+    else:
+        assert near / far > 2.0
+        attn = model.encoder.cross_attention.attention
+        assert torch.equal(attn.q_proj.weight, 3.0 * torch.eye(*attn.q_proj.weight.shape))
+        model.save_pretrained(tmp_path)
+        loaded = MaskedLanguageModel.from_pretrained(tmp_path)
+        assert loaded.config.local_init == 3.0
+        state, loaded_state = model.state_dict(), loaded.state_dict()
+        assert all(torch.equal(state[k], loaded_state[k]) for k in state)
+
+
+def test_masked_lm_local_init_validation():
+    with pytest.raises(ConfigError, match="local_init must be None or a positive"):
+        MaskedLanguageModelConfig(local_init=0.0)
+    with pytest.raises(ConfigError, match="num_latent_channels == text.num_channels.*1280 and 768"):
+        MaskedLanguageModelConfig(local_init=3.0)
+
+
 def test_image_classifier_and_save_load(tmp_path):
     torch.manual_seed(0)
     config = ImageClassifierConfig(

@@ -26,6 +26,7 @@ __all__ = [
     "grid_fourier_features",
     "index_positions",
     "num_fourier_channels",
+    "sinusoid_codes",
 ]
 
 
@@ -179,6 +180,17 @@ class FourierPositionEncoding(nn.Module):
         else:
             enc = self.features(index_positions(indices.to(device), self.index_dims, dtype))
         return enc.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+def sinusoid_codes(positions: Tensor, num_channels: int) -> Tensor:
+    """The Transformer's sinusoids at (possibly fractional) ``positions (P,)``: ``(P, C)``, channels
+    ``2i`` and ``2i+1`` are ``sin`` and ``cos`` of ``position / 10000^(2i/C)``; unit scale (std ~ 1/√2)."""
+    pos = positions.to(torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, num_channels, 2, dtype=torch.float64) / num_channels)
+    out = torch.zeros(len(positions), num_channels, dtype=torch.float64)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq)[:, : num_channels // 2]
+    return out.float()
 
 
 class TrainablePositionEncoding(nn.Module):

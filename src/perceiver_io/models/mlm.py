@@ -21,6 +21,8 @@ from perceiver_io.adapters.text import (
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig, PerceiverDecoder
 from perceiver_io.encoder import EncoderConfig, PerceiverEncoder, tiny_encoder
+from perceiver_io.layers.init import identity_qk_
+from perceiver_io.layers.position import sinusoid_codes
 from perceiver_io.models.base import PerceiverIOBase
 from perceiver_io.registry import PretrainedInfo, register_model
 
@@ -60,14 +62,34 @@ class MaskedLanguageModelConfig(Config):
 
     The queries are learned position embeddings of width ``text.num_channels`` (the decoder's
     ``num_query_channels``, derived); the tied embedding decoder needs no output projection.
+
+    ``local_init`` (not in the paper; ``None``: the paper's random initialisation) starts both
+    cross-attentions local, so that position p has a route to output p from step 0: the input
+    positions and the queries start as the Transformer's sinusoids (std ``3·text.init_scale``),
+    latent n as the unit-scale sinusoid of position ``(n + ½)·L/N``, and both cross-attentions'
+    query and key projections as ``local_init·I``. Latent n then reads the inputs near ``n·L/N``
+    and query p the latents near p. Everything stays trainable. Needs ``text.num_channels ==
+    encoder.num_latent_channels``. See docs/bytes_vs_transformer.md for why (plain MLM on bytes
+    otherwise sits on a unigram plateau for thousands of steps).
     """
 
     text: TextAdapterConfig = field(default_factory=TextAdapterConfig)
     encoder: EncoderConfig = field(default_factory=_language_encoder)
     decoder: DecoderConfig = field(default_factory=_language_decoder)
+    local_init: float | None = None
 
     def validate(self) -> None:
         c = self.text.num_channels
+        if self.local_init is not None:
+            if not isinstance(self.local_init, (int, float)) or not self.local_init > 0:
+                raise ConfigError(
+                    f"MaskedLanguageModelConfig.local_init must be None or a positive scale, got {self.local_init!r}"
+                )
+            if self.encoder.num_latent_channels != c:
+                raise ConfigError(
+                    "MaskedLanguageModelConfig.local_init needs encoder.num_latent_channels == text.num_channels "
+                    f"(the latents and inputs share position codes), got {self.encoder.num_latent_channels} and {c}"
+                )
         if self.decoder.num_query_channels not in (None, c):
             raise ConfigError(
                 f"MaskedLanguageModelConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must be "
@@ -97,6 +119,23 @@ class MaskedLanguageModel(PerceiverIOBase):
         self.encoder = PerceiverEncoder(c.encoder, c.text.num_channels)
         self.head = MaskedLanguageHead(self.input_adapter.token_embedding, c.text.max_seq_len, c.text.init_scale)
         self.decoder = PerceiverDecoder(c.decoder, c.encoder.num_latent_channels, c.text.num_channels)
+        if c.local_init is not None:
+            self._init_local(c.local_init)
+
+    @torch.no_grad()
+    def _init_local(self, alpha: float) -> None:
+        """See ``MaskedLanguageModelConfig.local_init``."""
+        positions = self.input_adapter.position_embedding.embeddings
+        queries = self.head.query_builder.embedding.embeddings
+        latents = self.encoder.latents.embeddings
+        length, c = positions.shape
+        n = latents.shape[0]
+        scale = 3 * self.config.text.init_scale * 2**0.5  # sinusoids have std 1/√2
+        positions.copy_(sinusoid_codes(torch.arange(length), c) * scale)
+        queries.copy_(sinusoid_codes(torch.arange(queries.shape[0]), c) * scale)
+        latents.copy_(sinusoid_codes((torch.arange(n) + 0.5) * length / n, c) * 2**0.5)
+        identity_qk_(self.encoder.cross_attention.attention, alpha)
+        identity_qk_(self.decoder.cross_attention.attention, alpha)
 
     @torch.no_grad()
     def fill_mask(self, text: str, tokenizer: BytesTokenizer | None = None) -> str:
