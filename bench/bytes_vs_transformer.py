@@ -215,6 +215,8 @@ def perceiver_config(args: argparse.Namespace) -> MaskedLanguageModelConfig:
         cfg = cfg.replace(encoder=enc)
     if args.num_channels is not None:
         cfg = cfg.replace(text={"num_channels": args.num_channels})
+    if args.local_init is not None:
+        cfg = cfg.replace(local_init=args.local_init)
     return cfg
 
 
@@ -222,7 +224,8 @@ def describe_perceiver(cfg: MaskedLanguageModelConfig) -> str:
     e = cfg.encoder
     return (
         f"Perceiver IO ({e.num_latents}x{e.num_latent_channels} latents, "
-        f"{e.num_blocks * e.num_self_attends_per_block} latent layers, C={cfg.text.num_channels})"
+        f"{e.num_blocks * e.num_self_attends_per_block} latent layers, C={cfg.text.num_channels}"
+        + (f", local_init {cfg.local_init:g})" if cfg.local_init else ")")
     )
 
 
@@ -456,6 +459,7 @@ def run(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "masking": args.masking,
         "unmasked_loss_weight": args.unmasked_loss_weight,
+        "perceiver_local_init": args.local_init,
         "finetune_steps": args.ft_steps,
         "finetune_seq_len": min(args.ft_seq_len, args.seq_len),
         "threads": args.threads,
@@ -518,6 +522,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-latent-channels", type=int, default=None, help="latent width D (default 128)")
     ap.add_argument("--num-latent-layers", type=int, default=None, help="latent self-attention layers (default 4)")
     ap.add_argument("--num-channels", type=int, default=None, help="byte embedding width C (default 128)")
+    ap.add_argument("--local-init", type=float, default=None, help="Perceiver: MaskedLanguageModelConfig.local_init")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ft-lr", type=float, default=5e-4)

@@ -57,7 +57,7 @@ def test_transformer_classifier_shapes():
 def test_end_to_end_tiny(capsys):
     b = _bench()
     argv = ["--seq-len", "48", "--steps", "4", "--ft-steps", "2", "--batch-size", "4", "--eval-windows", "8"]
-    argv += ["--max-bytes", "400000", "--ft-seq-len", "32"]
+    argv += ["--max-bytes", "400000", "--ft-seq-len", "32", "--local-init", "3"]
     try:
         summary = b.main(argv)
     except DataUnavailable as e:  # no sentiment data cached and no network
@@ -71,3 +71,4 @@ def test_end_to_end_tiny(capsys):
         assert m["flops_per_example"] == m["flops_counted"]
         assert 0 <= m["mlm_accuracy"] <= 1 and 0 <= m["sentiment_accuracy"] <= 1
     assert 0.9 <= summary["flop_ratio_transformer_over_perceiver"] <= 1.1
+    assert summary["perceiver_local_init"] == 3 and "local_init 3" in summary["models"]["perceiver_io"]["description"]

@@ -64,13 +64,14 @@ class MaskedLanguageModelConfig(Config):
     ``num_query_channels``, derived); the tied embedding decoder needs no output projection.
 
     ``local_init`` (not in the paper; ``None``: the paper's random initialisation) starts both
-    cross-attentions local, so that position p has a route to output p from step 0: the input
-    positions and the queries start as the Transformer's sinusoids (std ``3·text.init_scale``),
-    latent n as the unit-scale sinusoid of position ``(n + ½)·L/N``, and both cross-attentions'
-    query and key projections as ``local_init·I``. Latent n then reads the inputs near ``n·L/N``
-    and query p the latents near p. Everything stays trainable. Needs ``text.num_channels ==
-    encoder.num_latent_channels``. See docs/bytes_vs_transformer.md for why (plain MLM on bytes
-    otherwise sits on a unigram plateau for thousands of steps).
+    cross-attentions local, so that position p has a route to output p from step 0. With
+    ``K = min(text.num_channels, encoder.num_latent_channels)``, the first K channels of the input
+    positions and of the queries start as the Transformer's sinusoids of width K (std
+    ``3·text.init_scale``), those of latent n as the unit-scale sinusoid of position
+    ``(n + ½)·L/N``, and both cross-attentions' query and key projections as ``local_init·I``
+    (their first input channels). Latent n then reads the inputs near ``(n + ½)·L/N`` and query p
+    the latents near p. Everything stays trainable. See docs/bytes_vs_transformer.md for why
+    (plain MLM on bytes otherwise sits on a unigram plateau for thousands of steps).
     """
 
     text: TextAdapterConfig = field(default_factory=TextAdapterConfig)
@@ -80,16 +81,10 @@ class MaskedLanguageModelConfig(Config):
 
     def validate(self) -> None:
         c = self.text.num_channels
-        if self.local_init is not None:
-            if not isinstance(self.local_init, (int, float)) or not self.local_init > 0:
-                raise ConfigError(
-                    f"MaskedLanguageModelConfig.local_init must be None or a positive scale, got {self.local_init!r}"
-                )
-            if self.encoder.num_latent_channels != c:
-                raise ConfigError(
-                    "MaskedLanguageModelConfig.local_init needs encoder.num_latent_channels == text.num_channels "
-                    f"(the latents and inputs share position codes), got {self.encoder.num_latent_channels} and {c}"
-                )
+        if self.local_init is not None and (not isinstance(self.local_init, (int, float)) or self.local_init <= 0):
+            raise ConfigError(
+                f"MaskedLanguageModelConfig.local_init must be None or a positive scale, got {self.local_init!r}"
+            )
         if self.decoder.num_query_channels not in (None, c):
             raise ConfigError(
                 f"MaskedLanguageModelConfig.decoder.num_query_channels ({self.decoder.num_query_channels}) must be "
@@ -128,12 +123,12 @@ class MaskedLanguageModel(PerceiverIOBase):
         positions = self.input_adapter.position_embedding.embeddings
         queries = self.head.query_builder.embedding.embeddings
         latents = self.encoder.latents.embeddings
-        length, c = positions.shape
-        n = latents.shape[0]
+        (length, c), n = positions.shape, latents.shape[0]
+        k = min(c, latents.shape[1])
         scale = 3 * self.config.text.init_scale * 2**0.5  # sinusoids have std 1/√2
-        positions.copy_(sinusoid_codes(torch.arange(length), c) * scale)
-        queries.copy_(sinusoid_codes(torch.arange(queries.shape[0]), c) * scale)
-        latents.copy_(sinusoid_codes((torch.arange(n) + 0.5) * length / n, c) * 2**0.5)
+        positions[:, :k] = sinusoid_codes(torch.arange(length), k) * scale
+        queries[:, :k] = sinusoid_codes(torch.arange(queries.shape[0]), k) * scale
+        latents[:, :k] = sinusoid_codes((torch.arange(n) + 0.5) * length / n, k) * 2**0.5
         identity_qk_(self.encoder.cross_attention.attention, alpha)
         identity_qk_(self.decoder.cross_attention.attention, alpha)
 
