@@ -215,9 +215,7 @@ def perceiver_config(args: argparse.Namespace) -> MaskedLanguageModelConfig:
         cfg = cfg.replace(encoder=enc)
     if args.num_channels is not None:
         cfg = cfg.replace(text={"num_channels": args.num_channels})
-    if args.local_init is not None:
-        cfg = cfg.replace(local_init=args.local_init)
-    return cfg
+    return cfg.replace(local_init=args.local_init)  # default None: the paper's initialisation
 
 
 def describe_perceiver(cfg: MaskedLanguageModelConfig) -> str:
@@ -522,7 +520,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-latent-channels", type=int, default=None, help="latent width D (default 128)")
     ap.add_argument("--num-latent-layers", type=int, default=None, help="latent self-attention layers (default 4)")
     ap.add_argument("--num-channels", type=int, default=None, help="byte embedding width C (default 128)")
-    ap.add_argument("--local-init", type=float, default=None, help="Perceiver: MaskedLanguageModelConfig.local_init")
+    ap.add_argument(
+        "--local-init", type=float, default=None, help="Perceiver: MaskedLanguageModelConfig.local_init (default: none)"
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ft-lr", type=float, default=5e-4)

@@ -3,7 +3,8 @@
 Every run trains the ``mlm`` task through the library's ``Trainer`` on the same data, the same batches (a
 function of seed and step), the same number of steps and the same seed, with the **plain MLM loss** (no
 auxiliary loss on visible bytes) unless the variant says otherwise. Each variant changes one thing against
-``baseline`` (the demo recipe: ``demo_mlm_config``, AdamW lr 1e-3, 100 warm-up steps, cosine to 0.1×).
+``baseline`` (the demo recipe: ``demo_mlm_config`` with the paper's random initialisation, i.e. without its
+``local_init``; AdamW lr 1e-3, 100 warm-up steps, cosine to 0.1×).
 
 Measured on held-out (validation) windows of the Brown corpus, fixed masking seeds:
 
@@ -168,6 +169,8 @@ def variants(seq_len: int, steps: int) -> list[Variant]:
         V("aligned_init", "positions", "aligned_positions + cross-attn Wk = Wq at init", mutate="aligned_init"),
         V("local_init", "positions", "aligned codes, unit latents, Wq = Wk = 3·I", model=_local(3.0)),
         V("local_init_a1.5", "positions", "local_init with Wq = Wk = 1.5·I (wider)", model=_local(1.5)),
+        V("local_init_a1", "positions", "local_init with Wq = Wk = 1·I (wider)", model=_local(1.0)),
+        V("local_init_a0.5", "positions", "local_init with Wq = Wk = 0.5·I (wider)", model=_local(0.5)),
         V("local_init_a6", "positions", "local_init with Wq = Wk = 6·I (sharper)", model=_local(6.0)),
         V("local_init_lr_3e-3", "positions", "local_init, AdamW lr 3e-3", model=_local(3.0), train={"lr": 3e-3}),
         V("local_init_aux_warmup", "positions", "local_init + aux loss, first 25 % of steps", model=_local(3.0),
@@ -232,7 +235,7 @@ class DiagnosisTask(MLMTask):
 
 
 def build_config(variant: Variant, args: argparse.Namespace, run_dir: str) -> MLMConfig:
-    model = demo_mlm_config(args.seq_len)
+    model = demo_mlm_config(args.seq_len).replace(local_init=None)  # the paper's initialisation
     if variant.model:
         model = model.replace(**variant.model)
     data = MLMDataConfig(

@@ -233,7 +233,8 @@ def test_copy_warm_up_ends_after_unmasked_loss_steps_also_across_a_resume(tmp_pa
             seen.append((self.step, "visible_labels" in batch))  # (evaluation collates at the last step too)
             return batch
 
-    overrides = tiny_mlm(corpus, tmp_path / "run", **{"data.unmasked_loss_steps": 3, "train.stop_after_steps": 4})
+    warm_up = {"data.unmasked_loss_weight": 0.5, "data.unmasked_loss_steps": 3}
+    overrides = tiny_mlm(corpus, tmp_path / "run", **warm_up, **{"train.stop_after_steps": 4})
     Trainer(Recording(build_config("mlm", overrides=overrides), log=lambda m: None), log=lambda m: None).fit()
     overrides["train.stop_after_steps"] = None
     Trainer(Recording(build_config("mlm", overrides=overrides), log=lambda m: None), log=lambda m: None).fit()
