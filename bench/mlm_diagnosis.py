@@ -287,6 +287,33 @@ def variant_flops(variant: Variant, args: argparse.Namespace) -> int:
     return target
 
 
+def _effective_keys(cross_attention: nn.Module, x_q: Tensor, x_kv: Tensor) -> float:
+    """exp(entropy) of a cross-attention's weights, mean over queries and heads: how many keys a query reads."""
+    attn = cross_attention.attention
+    q = attn._split_heads(attn.q_proj(cross_attention.q_norm(x_q)))
+    k = attn._split_heads(attn.k_proj(cross_attention.kv_norm(x_kv)))
+    w = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)
+    return float((-(w * w.clamp_min(1e-12).log()).sum(-1)).exp().mean())
+
+
+@torch.no_grad()
+def init_widths(variant: Variant, args: argparse.Namespace) -> dict[str, float]:
+    """At initialisation (seed ``args.seed``), on random bytes: how many inputs a latent reads in the encoder
+    cross-attention and how many latents a query reads in the decoder (effective numbers, see above)."""
+    torch.manual_seed(args.seed)
+    model = MaskedLanguageModel(build_config(variant, args, "unused").model).eval()
+    if variant.mutate:
+        MUTATORS[variant.mutate](model)
+    ids = torch.randint(NUM_SPECIAL_TOKENS, 262, (1, args.seq_len))
+    inputs = model.input_adapter(ids).inputs
+    latents = model.encoder.latents(1)
+    queries = model.head.query_builder(1, inputs)
+    return {
+        "encoder_inputs_per_latent": _effective_keys(model.encoder.cross_attention, latents, inputs),
+        "decoder_latents_per_query": _effective_keys(model.decoder.cross_attention, queries, latents),
+    }
+
+
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -383,6 +410,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 thread each)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 variants, 6 steps, small data")
     ap.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    ap.add_argument(
+        "--init-widths", action="store_true", help="no training: how local each variant's cross-attentions start"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.batch_size, args.eval_windows = 6, 4, 8
@@ -400,6 +430,13 @@ def main(argv: list[str] | None = None) -> dict:
         if unknown:
             raise SystemExit(f"--only: unknown variants {unknown}; known: {[v.name for v in chosen]}")
         chosen = [v for v in chosen if v.name in names]
+    if args.init_widths:
+        widths = {v.name: init_widths(v, args) for v in chosen if v.arch == "perceiver"}
+        print(f"{'variant':22s} {'inputs per latent':>17s} {'latents per query':>17s}  (at init, of {args.seq_len})")
+        for name, w in widths.items():
+            print(f"{name:22s} {w['encoder_inputs_per_latent']:17.1f} {w['decoder_latents_per_query']:17.1f}")
+        print(json.dumps({"seq_len": args.seq_len, "seed": args.seed, "init_widths": widths}))
+        return widths
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
     if args.jobs <= 1:

@@ -59,6 +59,16 @@ def test_mlm_diagnosis_smoke():
     assert rows["no_decoder_mlp"]["mflops"] < rows["baseline"]["mflops"]  # the mutated model is counted
 
 
+def test_mlm_diagnosis_init_widths_narrow_as_the_local_init_scale_grows():
+    variants = "local_init_a0.5,local_init_a1.5,local_init_a6"
+    cmd = [sys.executable, str(ROOT / "bench" / "mlm_diagnosis.py"), "--init-widths", "--only", variants]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
+    widths = json.loads(out.strip().splitlines()[-1])["init_widths"]
+    for side in ("encoder_inputs_per_latent", "decoder_latents_per_query"):
+        w = [widths[v][side] for v in variants.split(",")]
+        assert 64 >= w[0] > w[1] > w[2] >= 1
+
+
 def test_clm_step_time_smoke():
     cmd = [sys.executable, str(ROOT / "bench" / "clm_step_time.py"), "--quick", "--configs", "32x2,64x1"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
