@@ -93,3 +93,11 @@ def test_hip_vs_flat_benchmark_smoke():
     rows = summary["scaling"]
     assert {r["model"] for r in rows} == {"hip-cpu", "flat-cpu"} and len(rows) == 4
     assert all(r["step_s"] > 0 and r["peak_rss_mib"] > 0 and r["fwd_gflops"] > 0 for r in rows)
+
+
+def test_flow_pixel_mlp_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "flow_pixel_mlp.py"), "--quick"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["steps"] == 5 and summary["eval_pairs"] == 4
+    assert summary["epe_mlp"] > 0 and summary["epe_zero"] > 0
