@@ -68,7 +68,11 @@ def assert_same_run(a: Path, b: Path, atol: float) -> None:
         assert la[step] == pytest.approx(lb[step], rel=1e-5), (step, la[step], lb[step])
     wa, wb = weights(a / "model"), weights(b / "model")
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
+        # an attention key bias shifts every logit of a query equally, so its exact gradient is zero and Adam
+        # turns the float noise into steps of up to ~lr each: runs that sum gradients in another order may
+        # differ by up to lr · steps there (4 steps at lr 1e-3 in these tests)
+        tol = 4e-3 if k.endswith("k_proj.bias") else atol
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=tol, msg=lambda m, k=k: f"{k}: {m}")
 
 
 # -- which modules are sharded -------------------------------------------------------------------
@@ -170,8 +174,7 @@ def test_fsdp_ddp_and_one_process_train_the_same_model(tmp_path):
         "__1_0.distcp",
         "trainer.pt",
     ]
-    # Adam turns float noise in gradients that are zero in exact arithmetic (attention key biases) into
-    # steps of ~lr, so weights agree to 1e-4 while losses agree to 1e-5 relative
+    # weights agree to 1e-4 (attention key biases: see assert_same_run) while losses agree to 1e-5 relative
     assert_same_run(tmp_path / "one", tmp_path / "ddp", atol=1e-4)
     assert_same_run(tmp_path / "ddp", tmp_path / "fsdp", atol=1e-4)
     for n in (1, 4):
