@@ -67,11 +67,13 @@ class MaskedLanguageModelConfig(Config):
     cross-attentions local, so that position p has a route to output p from step 0. With
     ``K = min(text.num_channels, encoder.num_latent_channels)``, the first K channels of the input
     positions and of the queries start as the Transformer's sinusoids of width K (std
-    ``3·text.init_scale``), those of latent n as the unit-scale sinusoid of position
-    ``(n + ½)·L/N``, and both cross-attentions' query and key projections as ``local_init·I``
-    (their first input channels). Latent n then reads the inputs near ``(n + ½)·L/N`` and query p
-    the latents near p. Everything stays trainable. See docs/bytes_vs_transformer.md for why
-    (plain MLM on bytes otherwise sits on a unigram plateau for thousands of steps).
+    ``3·text.init_scale``), those of latent n as the unit-scale sinusoid at ``n + ½``, and both
+    cross-attentions' query and key projections as ``local_init·I`` (their first input channels).
+    Positions are measured in latent spacings (byte p sits at ``p·N/L``), so the attention windows
+    cover the same number of latents whatever M/N. Latent n then reads the inputs near
+    ``(n + ½)·L/N`` and query p the latents near p. Everything stays trainable. See
+    docs/bytes_vs_transformer.md for why (plain MLM on bytes otherwise sits on a unigram plateau
+    for thousands of steps).
     """
 
     text: TextAdapterConfig = field(default_factory=TextAdapterConfig)
@@ -126,9 +128,10 @@ class MaskedLanguageModel(PerceiverIOBase):
         (length, c), n = positions.shape, latents.shape[0]
         k = min(c, latents.shape[1])
         scale = 3 * self.config.text.init_scale * 2**0.5  # sinusoids have std 1/√2
-        positions[:, :k] = sinusoid_codes(torch.arange(length), k) * scale
-        queries[:, :k] = sinusoid_codes(torch.arange(queries.shape[0]), k) * scale
-        latents[:, :k] = sinusoid_codes((torch.arange(n) + 0.5) * length / n, k) * 2**0.5
+        unit = n / length  # positions in latent spacings: one latent per unit, whatever M/N
+        positions[:, :k] = sinusoid_codes(torch.arange(length) * unit, k) * scale
+        queries[:, :k] = sinusoid_codes(torch.arange(queries.shape[0]) * unit, k) * scale
+        latents[:, :k] = sinusoid_codes(torch.arange(n) + 0.5, k) * 2**0.5
         identity_qk_(self.encoder.cross_attention.attention, alpha)
         identity_qk_(self.decoder.cross_attention.attention, alpha)
 
