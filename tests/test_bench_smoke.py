@@ -101,3 +101,12 @@ def test_flow_pixel_mlp_smoke():
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["steps"] == 5 and summary["eval_pairs"] == 4
     assert summary["epe_mlp"] > 0 and summary["epe_zero"] > 0
+
+
+def test_flow_wiring_smoke():
+    cmd = [sys.executable, str(ROOT / "bench" / "flow_wiring.py"), "--quick"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
+    rows = json.loads(out.strip().splitlines()[-1])["rows"]
+    sources, models = ("global", "local", "procedural", "procedural-clean"), ("mlp", "perceiver", "perceiver-qres")
+    assert {(r["source"], r["model"]) for r in rows} == {(s, m) for s in sources for m in models}
+    assert all(r["epe"] > 0 and r["epe_zero"] > 0 for r in rows)

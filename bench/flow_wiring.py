@@ -1,0 +1,227 @@
+"""Which flow signals does Perceiver IO learn quickly? Synthetic translations vs the procedural pairs.
+
+The CPU flow run stays at zero flow on the procedural pairs (docs/results.md §5). This bench separates
+"the model cannot learn flow from appearance" from "the procedural pairs are too hard for this budget":
+the same models and loss (mean end-point error, AdamW, gradient clipping 1) train on three sources,
+
+* ``global``: smooth colour noise (3×3 box-filtered Gaussian noise) and the same noise shifted by one
+  random ``d`` per pair, ``|d_x|, |d_y| <= max_motion`` (bilinear, sub-pixel); flow is ``d`` everywhere;
+* ``local``: the same noise warped by a smooth random field (a 2×2 grid of random shifts, bilinearly
+  interpolated over the image), so flow differs from pixel to pixel;
+* ``procedural``: the ``flow`` task's training pairs (:class:`~perceiver_io.data.flow.FlowPairs`,
+  textures from Fashion-MNIST / MNIST, occluding layers), held-out pairs from its validation split;
+* ``procedural-clean``: the same pairs without their photometric changes (frame-2 gain and offset, blur,
+  noise) and without the training augmentation, so brightness is constant along the flow;
+
+and three models: a per-pixel MLP on both frames' 3×3 patches (54 -> 128 -> 128 -> 2, no Perceiver),
+the flow preset as published (inputs as queries, no query residual), and the same with the decoder's
+query residual. Every pixel is decoded. Each row reports held-out EPE against zero flow.
+
+    python bench/flow_wiring.py --size 16 --steps 300
+    python bench/flow_wiring.py --quick        # smoke run
+
+Prints a table and, as the last line, a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import perceiver_io
+from perceiver_io.inference.flow import FLOW_SCALE_FACTOR
+from perceiver_io.tasks.base import build_config, get_task_class
+from perceiver_io.tasks.flow import _frames
+
+SOURCES = ("global", "local", "procedural", "procedural-clean")
+MODELS = ("mlp", "perceiver", "perceiver-qres")
+
+
+def shifted_noise(batch: int, size: int, max_motion: float, local: bool, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Smooth colour noise and its shifted copy: frames ``(B, 2, 3, S, S)`` in [-1, 1], flow ``(B, S·S, 2)`` px.
+
+    Frame 2 at ``x`` is frame 1 at ``x - d(x)``, so frame 1's pixel ``p`` moves to ``p + d``: the flow is
+    ``d`` (exact for a uniform ``d``; to first order in the gradient of ``d`` for the smooth field)."""
+    m = math.ceil(max_motion) + 2  # margin: no pixel of the crop samples outside the canvas
+    n = size + 2 * m
+    x = F.avg_pool2d(torch.randn(batch, 3, n, n, generator=gen), 3, 1, 1) * 2
+    if local:
+        d = (torch.rand(batch, 2, 2, 2, generator=gen) * 2 - 1) * max_motion
+        d = F.interpolate(d, size=(n, n), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+    else:
+        d = ((torch.rand(batch, 1, 1, 2, generator=gen) * 2 - 1) * max_motion).expand(batch, n, n, 2)
+    ys, xs = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+    grid = (torch.stack([xs, ys], -1) - d) / (n - 1) * 2 - 1
+    x2 = F.grid_sample(x, grid, align_corners=True, padding_mode="border")
+    frames = torch.stack([x, x2], 1)[..., m:-m, m:-m].clamp(-1, 1)
+    return frames, d[:, m:-m, m:-m].reshape(batch, -1, 2)
+
+
+class PixelMLP(nn.Module):
+    """Both frames' 3×3 patches of every pixel -> flow px: ``(B, 2, 3, H, W)`` -> ``(B, H·W, 2)``."""
+
+    def __init__(self, width: int = 128) -> None:
+        super().__init__()
+        layers = [nn.Linear(54, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.net(F.unfold(frames.flatten(1, 2), 3, padding=1).transpose(1, 2))
+
+
+class PerceiverFlow(nn.Module):
+    """A flow preset at ``size``, returning px ``(B, H·W, 2)``."""
+
+    def __init__(self, preset: str, size: int, query_residual: bool) -> None:
+        super().__init__()
+        cfg = perceiver_io.create_model(preset).config
+        self.model = perceiver_io.models.OpticalFlow(
+            cfg.replace(image_size=(size, size), decoder={"use_query_residual": query_residual})
+        )
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.model(frames).flow.flatten(1, 2) * FLOW_SCALE_FACTOR
+
+
+def build(name: str, preset: str, size: int) -> nn.Module:
+    if name == "mlp":
+        return PixelMLP()
+    return PerceiverFlow(preset, size, query_residual=name == "perceiver-qres")
+
+
+class Source:
+    """Training batches by step and a fixed held-out set for one data source."""
+
+    def __init__(
+        self, name: str, size: int, max_motion: float, batch_size: int, eval_pairs: int, seed: int, textures: str
+    ) -> None:
+        self.name, self.size, self.max_motion, self.batch_size, self.seed = name, size, max_motion, batch_size, seed
+        if name.startswith("procedural"):
+            overrides = {
+                "model.image_size": [size, size],
+                "data.max_motion": max_motion,
+                "data.eval_pairs": eval_pairs,
+                "data.num_queries": 0,
+                "data.textures": textures,
+                "train.batch_size": batch_size,
+            }
+            if name == "procedural-clean":
+                overrides.update({f"data.{k}": 0.0 for k in ("max_flip", "max_gain", "max_offset", "max_noise")})
+            self.task = get_task_class("flow")(build_config("flow", overrides=overrides), log=lambda m: None)
+            self.task.setup()
+            if name == "procedural-clean":
+                self.task.train_data = self.task.train_data.with_config(photometric=False)
+                self.task._eval["valid"] = self.task.eval_pairs("valid").with_config(photometric=False)
+            pairs = list(self.task.eval_pairs("valid"))
+            self.held_out = (_frames(pairs), torch.stack([p["flow"] for p in pairs]).flatten(2).transpose(1, 2))
+        else:
+            gen = torch.Generator().manual_seed(10**6 + seed)
+            self.held_out = shifted_noise(eval_pairs, size, max_motion, name == "local", gen)
+            self.gen = torch.Generator().manual_seed(seed)
+
+    def batch(self, step: int, max_steps: int) -> tuple[Tensor, Tensor]:
+        if not self.name.startswith("procedural"):
+            return shifted_noise(self.batch_size, self.size, self.max_motion, self.name == "local", self.gen)
+        task = self.task
+        task.step, task.config.train.max_steps = step, max_steps  # the augmentation curriculum follows the step
+        seeds = [self.seed * 10**9 + step * self.batch_size + i for i in range(self.batch_size)]
+        b = task.collate([task.train_data[s] for s in seeds], seeds)
+        return b["frames"], b["targets"]
+
+
+def train_and_score(model: nn.Module, source: Source, steps: int, lr: float, seed: int) -> dict[str, float]:
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    curve = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        frames, flow = source.batch(step, steps)
+        loss = (model(frames) - flow).norm(dim=-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        curve.append(loss.item())
+    seconds = time.perf_counter() - t0
+    frames, flow = source.held_out
+    with torch.no_grad():
+        epe = float((model(frames) - flow).norm(dim=-1).mean())
+    tenth = max(1, steps // 10)
+    return {
+        "epe": epe,
+        "epe_zero": float(flow.norm(dim=-1).mean()),
+        "train_loss_first_tenth": sum(curve[:tenth]) / tenth,
+        "train_loss_last_tenth": sum(curve[-tenth:]) / tenth,
+        "seconds": round(seconds, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=16, help="square image size")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-motion", type=float, nargs="+", default=[1.0], help="px bound(s) on the motion")
+    ap.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {SOURCES}")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {MODELS}")
+    ap.add_argument("--preset", default="optical-flow-perceiver-small", help="the Perceiver rows' flow preset")
+    ap.add_argument("--eval-pairs", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 8x8, 3 steps, tiny preset, procedural textures")
+    args = ap.parse_args(argv)
+    sources, models = args.sources.split(","), args.models.split(",")
+    for name, chosen, allowed in (("--sources", sources, SOURCES), ("--models", models, MODELS)):
+        if bad := [c for c in chosen if c not in allowed]:
+            ap.error(f"{name}: unknown {bad}, expected some of {allowed}")
+    textures = "auto"
+    if args.quick:
+        args.size, args.steps, args.eval_pairs, args.preset, textures = 8, 3, 2, "test-optical-flow", "none"
+    torch.set_num_threads(1)
+
+    rows = []
+    for motion in args.max_motion:
+        for src_name in sources:
+            source = Source(src_name, args.size, motion, args.batch_size, args.eval_pairs, args.seed, textures)
+            for model_name in models:
+                torch.manual_seed(args.seed)
+                model = build(model_name, args.preset, args.size)
+                r = train_and_score(model, source, args.steps, args.lr, args.seed)
+                rows.append({"source": src_name, "max_motion": motion, "model": model_name, **r})
+                print(
+                    f"  {src_name:10s} |d|<={motion:<4g} {model_name:15s} EPE {r['epe']:.3f} "
+                    f"(zero {r['epe_zero']:.3f}) {r['seconds']:.0f} s",
+                    flush=True,
+                )
+
+    print(f"\n{args.size}x{args.size}, {args.steps} steps x {args.batch_size} pairs, {args.eval_pairs} held-out pairs, "
+          f"Perceiver preset {args.preset}")  # fmt: skip
+    print("| source | max motion (px) | model | held-out EPE | zero flow | EPE / zero | loss, first / last tenth |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r['source']} | {r['max_motion']:g} | {r['model']} | {r['epe']:.3f} | {r['epe_zero']:.3f} | "
+            f"{r['epe'] / r['epe_zero']:.2f} | {r['train_loss_first_tenth']:.3f} / {r['train_loss_last_tenth']:.3f} |"
+        )
+    summary = {
+        "size": args.size,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "preset": args.preset,
+        "seed": args.seed,
+        "rows": rows,
+        "machine": f"{platform.machine()}, torch {torch.__version__}",
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
