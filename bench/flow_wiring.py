@@ -14,8 +14,12 @@ the same models and loss (mean end-point error, AdamW, gradient clipping 1) trai
   noise) and without the training augmentation, so brightness is constant along the flow;
 
 and three models: a per-pixel MLP on both frames' 3×3 patches (54 -> 128 -> 128 -> 2, no Perceiver),
-the flow preset as published (inputs as queries, no query residual), and the same with the decoder's
-query residual. Every pixel is decoded. Each row reports held-out EPE against zero flow.
+the flow preset as published (inputs as queries, no query residual), the same with the decoder's
+query residual, and two probes of that: the decoder's attention output fixed at zero
+(``perceiver-qres-noattn``: each pixel's flow comes from its own query row alone, through the decoder
+MLP and the projection), and only started at zero (``perceiver-qres-zeroattn``: the attention's output
+projection is zero-initialised and trains). Every pixel is decoded. Each row reports held-out EPE
+against zero flow.
 
     python bench/flow_wiring.py --size 16 --steps 300
     python bench/flow_wiring.py --quick        # smoke run
@@ -41,7 +45,7 @@ from perceiver_io.tasks.base import build_config, get_task_class
 from perceiver_io.tasks.flow import _frames
 
 SOURCES = ("global", "local", "procedural", "procedural-clean")
-MODELS = ("mlp", "perceiver", "perceiver-qres")
+MODELS = ("mlp", "perceiver", "perceiver-qres", "perceiver-qres-noattn", "perceiver-qres-zeroattn")
 
 
 def shifted_noise(batch: int, size: int, max_motion: float, local: bool, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -79,12 +83,19 @@ class PixelMLP(nn.Module):
 class PerceiverFlow(nn.Module):
     """A flow preset at ``size``, returning px ``(B, H·W, 2)``."""
 
-    def __init__(self, preset: str, size: int, query_residual: bool) -> None:
+    def __init__(self, preset: str, size: int, query_residual: bool, attention: str = "default") -> None:
+        """``attention``: the decoder attention's output projection as initialised ("default"), started at
+        zero ("zeros") or fixed at zero ("off")."""
         super().__init__()
         cfg = perceiver_io.create_model(preset).config
         self.model = perceiver_io.models.OpticalFlow(
             cfg.replace(image_size=(size, size), decoder={"use_query_residual": query_residual})
         )
+        if attention != "default":
+            out = self.model.decoder.cross_attention.attention.o_proj
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            out.requires_grad_(attention == "zeros")  # "off": the decoder row is its query (+ MLP) alone
 
     def forward(self, frames: Tensor) -> Tensor:
         return self.model(frames).flow.flatten(1, 2) * FLOW_SCALE_FACTOR
@@ -93,7 +104,8 @@ class PerceiverFlow(nn.Module):
 def build(name: str, preset: str, size: int) -> nn.Module:
     if name == "mlp":
         return PixelMLP()
-    return PerceiverFlow(preset, size, query_residual=name == "perceiver-qres")
+    attention = {"perceiver-qres-noattn": "off", "perceiver-qres-zeroattn": "zeros"}.get(name, "default")
+    return PerceiverFlow(preset, size, query_residual=name != "perceiver", attention=attention)
 
 
 class Source:

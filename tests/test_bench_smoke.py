@@ -107,6 +107,7 @@ def test_flow_wiring_smoke():
     cmd = [sys.executable, str(ROOT / "bench" / "flow_wiring.py"), "--quick"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=TIMEOUT).stdout
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
-    sources, models = ("global", "local", "procedural", "procedural-clean"), ("mlp", "perceiver", "perceiver-qres")
+    sources = ("global", "local", "procedural", "procedural-clean")
+    models = ("mlp", "perceiver", "perceiver-qres", "perceiver-qres-noattn", "perceiver-qres-zeroattn")
     assert {(r["source"], r["model"]) for r in rows} == {(s, m) for s in sources for m in models}
     assert all(r["epe"] > 0 and r["epe_zero"] > 0 for r in rows)
