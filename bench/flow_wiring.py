@@ -13,13 +13,13 @@ the same models and loss (mean end-point error, AdamW, gradient clipping 1) trai
 * ``procedural-clean``: the same pairs without their photometric changes (frame-2 gain and offset, blur,
   noise) and without the training augmentation, so brightness is constant along the flow;
 
-and three models: a per-pixel MLP on both frames' 3×3 patches (54 -> 128 -> 128 -> 2, no Perceiver),
+and five models: a per-pixel MLP on both frames' 3×3 patches (54 -> 128 -> 128 -> 2, no Perceiver),
 the flow preset as published (inputs as queries, no query residual), the same with the decoder's
 query residual, and two probes of that: the decoder's attention output fixed at zero
-(``perceiver-qres-noattn``: each pixel's flow comes from its own query row alone, through the decoder
-MLP and the projection), and only started at zero (``perceiver-qres-zeroattn``: the attention's output
-projection is zero-initialised and trains). Every pixel is decoded. Each row reports held-out EPE
-against zero flow.
+(``perceiver-qres-noattn``: each pixel's flow comes from its own query row alone, through the
+decoder MLP and the projection), and only started at zero (``perceiver-qres-zeroattn``:
+``DecoderConfig.attention_init="zeros"``; the attention's output projection trains). Every pixel is
+decoded. Each row reports held-out EPE against zero flow.
 
     python bench/flow_wiring.py --size 16 --steps 300
     python bench/flow_wiring.py --quick        # smoke run
@@ -88,14 +88,13 @@ class PerceiverFlow(nn.Module):
         zero ("zeros") or fixed at zero ("off")."""
         super().__init__()
         cfg = perceiver_io.create_model(preset).config
-        self.model = perceiver_io.models.OpticalFlow(
-            cfg.replace(image_size=(size, size), decoder={"use_query_residual": query_residual})
-        )
-        if attention != "default":
-            out = self.model.decoder.cross_attention.attention.o_proj
-            nn.init.zeros_(out.weight)
-            nn.init.zeros_(out.bias)
-            out.requires_grad_(attention == "zeros")  # "off": the decoder row is its query (+ MLP) alone
+        decoder = {
+            "use_query_residual": query_residual,
+            "attention_init": "default" if attention == "default" else "zeros",
+        }
+        self.model = perceiver_io.models.OpticalFlow(cfg.replace(image_size=(size, size), decoder=decoder))
+        if attention == "off":  # the decoder row is its query (+ MLP) alone
+            self.model.decoder.cross_attention.attention.o_proj.requires_grad_(False)
 
     def forward(self, frames: Tensor) -> Tensor:
         return self.model(frames).flow.flatten(1, 2) * FLOW_SCALE_FACTOR
@@ -175,6 +174,37 @@ def train_and_score(model: nn.Module, source: Source, steps: int, lr: float, see
     }
 
 
+def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int = 8) -> dict[str, float]:
+    """How much motion signal the procedural pairs carry (no photometric changes): the mean |frame 1 -
+    frame 2 sampled at p + flow(p)| against the mean |frame 1 - frame 2| (zero flow), over
+    non-occluded pixels whose target lies inside the frame. A ratio near 1: warping by the true flow
+    explains nothing the frames show, and the motion is not observable from them."""
+    from perceiver_io.data.flow import FlowPairs
+
+    data = FlowPairs("valid", size=(size, size), max_motion=max_motion, photometric=False, textures=textures,
+                     silhouettes=textures, length=pairs)  # fmt: skip
+    ys, xs = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
+    warp, zero = [], []
+    for i in range(pairs):
+        p = data[i]
+        x, y = xs + p["flow"][0], ys + p["flow"][1]
+        grid = torch.stack([x, y], -1)[None] / (size - 1) * 2 - 1
+        warped = F.grid_sample(p["frame2"][None], grid, align_corners=True)[0]
+        keep = (x >= 0) & (x <= size - 1) & (y >= 0) & (y <= size - 1) & ~p["occluded"].bool()
+        warp.append((warped - p["frame1"]).abs().mean(0)[keep])
+        zero.append((p["frame2"] - p["frame1"]).abs().mean(0)[keep])
+    w, z = float(torch.cat(warp).mean()), float(torch.cat(zero).mean())
+    return {
+        "size": size,
+        "textures": textures or "procedural",
+        "warp_residual": w,
+        "zero_flow_residual": z,
+        "ratio": w / z,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=16, help="square image size")
@@ -188,7 +218,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval-pairs", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 8x8, 3 steps, tiny preset, procedural textures")
+    ap.add_argument(
+        "--motion-signal", type=int, nargs="*", metavar="SIZE",
+        help="no training: the motion signal in the procedural pairs at these sizes (see motion_signal)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.motion_signal is not None:
+        rows = [
+            motion_signal(size, args.max_motion[0], textures)
+            for size in args.motion_signal or [16, 32, 64]
+            for textures in (None, "fashion-mnist")
+        ]
+        print("| size | textures | warp residual | zero-flow residual | ratio |\n|---:|---|---:|---:|---:|")
+        for r in rows:
+            print(
+                f"| {r['size']} | {r['textures']} | {r['warp_residual']:.4f} | "
+                f"{r['zero_flow_residual']:.4f} | {r['ratio']:.2f} |"
+            )
+        print(json.dumps({"max_motion": args.max_motion[0], "motion_signal": rows}))
+        return {"motion_signal": rows}
     sources, models = args.sources.split(","), args.models.split(",")
     for name, chosen, allowed in (("--sources", sources, SOURCES), ("--models", models, MODELS)):
         if bad := [c for c in chosen if c not in allowed]:

@@ -117,6 +117,25 @@ def test_decoder_chunked_equals_unchunked():
         torch.testing.assert_close(dec(latents, queries, chunk_size=9), full, atol=1e-6, rtol=0)
 
 
+def test_decoder_attention_init_zeros_starts_each_row_from_its_query():
+    """``attention_init="zeros"``: at initialisation the latents do not move the outputs (each row is its
+    query + MLP); one optimiser step later they do (the attention output projection trains)."""
+    torch.manual_seed(0)
+    cfg = DecoderConfig(num_query_channels=6, num_output_channels=3, use_query_residual=True, attention_init="zeros")
+    dec = PerceiverDecoder(cfg, 16)
+    queries = torch.randn(2, 10, 6)
+    a, b = dec(torch.randn(2, 8, 16), queries), dec(torch.randn(2, 8, 16), queries)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    default = PerceiverDecoder(cfg.replace(attention_init="default"), 16)
+    assert not torch.equal(default(torch.randn(2, 8, 16), queries), default(torch.randn(2, 8, 16), queries))
+    opt = torch.optim.SGD(dec.parameters(), lr=0.1)
+    dec(torch.randn(2, 8, 16), queries).square().sum().backward()
+    opt.step()
+    assert dec.cross_attention.attention.o_proj.weight.abs().sum() > 0
+    with torch.no_grad():
+        assert not torch.equal(dec(torch.randn(2, 8, 16), queries), dec(torch.randn(2, 8, 16), queries))
+
+
 def test_query_mask_gives_zero_rows():
     dec = PerceiverDecoder(DecoderConfig(num_query_channels=6, num_output_channels=3), 16)
     qmask = torch.ones(2, 10, dtype=torch.bool)

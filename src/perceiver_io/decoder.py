@@ -50,6 +50,10 @@ class DecoderConfig(Config):
 
     ``num_query_channels=None`` (default): the width of the model's queries, derived from its
     query builder. ``num_output_channels=None`` means no final projection (``final_project=False``).
+    ``attention_init="zeros"`` (not in the papers) starts the cross-attention's output projection at
+    zero: with ``use_query_residual`` each row then starts as its own query (+ MLP), and what the
+    latents add grows as it trains. It lets a per-pixel flow decoder learn from its queries where
+    the default does not (docs/results.md §5).
     """
 
     num_query_channels: int | None = None
@@ -64,6 +68,7 @@ class DecoderConfig(Config):
     dropout: float = 0.0
     attention_dropout: float = 0.0
     output_init: Literal["variance_scaling", "zeros"] = "variance_scaling"
+    attention_init: Literal["default", "zeros"] = "default"
 
     def validate(self) -> None:
         self._positive("num_heads", "widening_factor")
@@ -107,6 +112,10 @@ class PerceiverDecoder(nn.Module):
             dropout=c.dropout,
             attention_dropout=c.attention_dropout,
         )
+        if c.attention_init == "zeros":
+            nn.init.zeros_(self.cross_attention.attention.o_proj.weight)
+            if self.cross_attention.attention.o_proj.bias is not None:
+                nn.init.zeros_(self.cross_attention.attention.o_proj.bias)
         self.projection: nn.Module = nn.Identity()
         if c.num_output_channels is not None:
             self.projection = nn.Linear(c.num_query_channels, c.num_output_channels)
