@@ -33,16 +33,20 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import perceiver_io
-from perceiver_io.inference.flow import FLOW_SCALE_FACTOR
-from perceiver_io.tasks.base import build_config, get_task_class
-from perceiver_io.tasks.flow import _frames
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import perceiver_io  # noqa: E402
+from flow_pixel_mlp import neighbourhoods, pixel_mlp  # noqa: E402
+from perceiver_io.inference.flow import FLOW_SCALE_FACTOR  # noqa: E402
+from perceiver_io.tasks.base import build_config, get_task_class  # noqa: E402
+from perceiver_io.tasks.flow import _frames  # noqa: E402
 
 SOURCES = ("global", "local", "procedural", "procedural-clean")
 MODELS = ("mlp", "perceiver", "perceiver-qres", "perceiver-qres-noattn", "perceiver-qres-zeroattn")
@@ -73,11 +77,10 @@ class PixelMLP(nn.Module):
 
     def __init__(self, width: int = 128) -> None:
         super().__init__()
-        layers = [nn.Linear(54, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)]
-        self.net = nn.Sequential(*layers)
+        self.net = pixel_mlp(3, width)
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.net(F.unfold(frames.flatten(1, 2), 3, padding=1).transpose(1, 2))
+        return self.net(neighbourhoods(frames, torch.arange(frames.shape[-2] * frames.shape[-1]), 3))
 
 
 class PerceiverFlow(nn.Module):
@@ -111,8 +114,17 @@ class Source:
     """Training batches by step and a fixed held-out set for one data source."""
 
     def __init__(
-        self, name: str, size: int, max_motion: float, batch_size: int, eval_pairs: int, seed: int, textures: str
+        self,
+        name: str,
+        size: int,
+        max_motion: float,
+        batch_size: int,
+        eval_pairs: int,
+        seed: int,
+        textures: str,
+        steps: int,
     ) -> None:
+        """``steps``: the training length, which the procedural pairs' augmentation curriculum follows."""
         self.name, self.size, self.max_motion, self.batch_size, self.seed = name, size, max_motion, batch_size, seed
         if name.startswith("procedural"):
             overrides = {
@@ -122,26 +134,28 @@ class Source:
                 "data.num_queries": 0,
                 "data.textures": textures,
                 "train.batch_size": batch_size,
+                "train.max_steps": steps,
             }
             if name == "procedural-clean":
                 overrides.update({f"data.{k}": 0.0 for k in ("max_flip", "max_gain", "max_offset", "max_noise")})
             self.task = get_task_class("flow")(build_config("flow", overrides=overrides), log=lambda m: None)
             self.task.setup()
+            held_out = self.task.eval_pairs("valid")
             if name == "procedural-clean":
                 self.task.train_data = self.task.train_data.with_config(photometric=False)
-                self.task._eval["valid"] = self.task.eval_pairs("valid").with_config(photometric=False)
-            pairs = list(self.task.eval_pairs("valid"))
+                held_out = held_out.with_config(photometric=False)
+            pairs = list(held_out)
             self.held_out = (_frames(pairs), torch.stack([p["flow"] for p in pairs]).flatten(2).transpose(1, 2))
         else:
             gen = torch.Generator().manual_seed(10**6 + seed)
             self.held_out = shifted_noise(eval_pairs, size, max_motion, name == "local", gen)
             self.gen = torch.Generator().manual_seed(seed)
 
-    def batch(self, step: int, max_steps: int) -> tuple[Tensor, Tensor]:
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
         if not self.name.startswith("procedural"):
             return shifted_noise(self.batch_size, self.size, self.max_motion, self.name == "local", self.gen)
         task = self.task
-        task.step, task.config.train.max_steps = step, max_steps  # the augmentation curriculum follows the step
+        task.step = step  # the augmentation curriculum follows the step
         seeds = [self.seed * 10**9 + step * self.batch_size + i for i in range(self.batch_size)]
         b = task.collate([task.train_data[s] for s in seeds], seeds)
         return b["frames"], b["targets"]
@@ -153,7 +167,7 @@ def train_and_score(model: nn.Module, source: Source, steps: int, lr: float, see
     curve = []
     t0 = time.perf_counter()
     for step in range(steps):
-        frames, flow = source.batch(step, steps)
+        frames, flow = source.batch(step)
         loss = (model(frames) - flow).norm(dim=-1).mean()
         opt.zero_grad()
         loss.backward()
@@ -249,7 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for motion in args.max_motion:
         for src_name in sources:
-            source = Source(src_name, args.size, motion, args.batch_size, args.eval_pairs, args.seed, textures)
+            source = Source(
+                src_name, args.size, motion, args.batch_size, args.eval_pairs, args.seed, textures, args.steps
+            )
             for model_name in models:
                 torch.manual_seed(args.seed)
                 model = build(model_name, args.preset, args.size)

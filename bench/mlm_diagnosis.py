@@ -147,6 +147,8 @@ def _enc(**overrides) -> dict:
 
 def variants(seq_len: int, steps: int) -> list[Variant]:
     V = Variant
+    n8 = seq_len // 8  # M/N = 8
+    mn8_local = {**_enc(num_latents=n8), **_local(1.5)}
     return [
         V("baseline", "-", "demo recipe, plain MLM loss"),
         V("transformer", "control", "FLOP-matched byte Transformer, same recipe", arch="transformer"),
@@ -180,17 +182,16 @@ def variants(seq_len: int, steps: int) -> list[Variant]:
         V("no_decoder_mlp", "decoder", "no decoder MLP", mutate="no_decoder_mlp"),
         V("latents_16", "latents", f"16 latents (M/N = {seq_len / 16:g})", model={"encoder": {"num_latents": 16}}),
         V("latents_128", "latents", f"128 latents (M/N = {seq_len / 128:g})", model={"encoder": {"num_latents": 128}}),
-        V("mn8", "latents", f"N = L/8 = {seq_len // 8} latents (M/N = 8)", model=_enc(num_latents=seq_len // 8)),
-        V("mn8_local", "latents", "M/N = 8, local_init 1.5", model={**_enc(num_latents=seq_len // 8), **_local(1.5)}),
+        V("mn8", "latents", f"N = L/8 = {n8} latents (M/N = 8)", model=_enc(num_latents=n8)),
+        V("mn8_local", "latents", "M/N = 8, local_init 1.5", model=mn8_local),
         V("mn8_local_aux_warmup", "latents", "M/N = 8, local_init 1.5 + aux loss, first 25 % of steps",
-          model={**_enc(num_latents=seq_len // 8), **_local(1.5)}, data=_aux(steps // 4)),
+          model=mn8_local, data=_aux(steps // 4)),
         V("mn8_local_xattn_heads_8", "latents", "M/N = 8, local_init 1.5, 8 encoder cross-attn heads",
-          model={**_enc(num_latents=seq_len // 8, num_cross_attention_heads=8), **_local(1.5)}),
+          model={**mn8_local, **_enc(num_latents=n8, num_cross_attention_heads=8)}),
         V("mn8_local_heads_8", "latents", "M/N = 8, local_init 1.5, 8 encoder and 8 decoder heads (official)",
-          model={**_enc(num_latents=seq_len // 8, num_cross_attention_heads=8), **_local(1.5),
-                 "decoder": {"num_heads": 8}}),
+          model={**mn8_local, **_enc(num_latents=n8, num_cross_attention_heads=8), "decoder": {"num_heads": 8}}),
         V("mn8_local_query_residual", "latents", "M/N = 8, local_init 1.5, decoder query residual on",
-          model={**_enc(num_latents=seq_len // 8), **_local(1.5), "decoder": {"use_query_residual": True}}),
+          model={**mn8_local, "decoder": {"use_query_residual": True}}),
         V("xattn_heads_1", "cross-attention", "1 encoder cross-attn head", model=_enc(num_cross_attention_heads=1)),
         V("xattn_heads_8", "cross-attention", "8 encoder cross-attn heads", model=_enc(num_cross_attention_heads=8)),
         V("decoder_heads_1", "cross-attention", "1 decoder head", model={"decoder": {"num_heads": 1}}),
