@@ -219,6 +219,34 @@ def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int
     }
 
 
+@torch.no_grad()
+def decoder_row_norms(preset: str, size: int, seed: int = 0) -> dict[str, float]:
+    """At initialisation, with the query residual, on ``local`` pairs: mean norms of the decoder's query rows
+    (and of their patch-feature and Fourier parts) and of the attention output added to them, and how much
+    that output varies over pixels (mean norm of its deviation from the per-image mean over pixels)."""
+    torch.manual_seed(seed)
+    model = PerceiverFlow(preset, size, query_residual=True).model.eval()
+    frames, _ = shifted_noise(4, size, 1.0, True, torch.Generator().manual_seed(seed))
+    seen: dict[str, Tensor] = {}
+    block = model.decoder.cross_attention
+    hooks = [
+        block.register_forward_hook(lambda m, args, out: seen.__setitem__("query", args[0])),
+        block.attention.register_forward_hook(lambda m, args, out: seen.__setitem__("attention", out)),
+    ]
+    model(frames)
+    for h in hooks:
+        h.remove()
+    q, a = seen["query"], seen["attention"]
+    k = model.config.num_patch_channels  # the image adapter puts the patch features first, then Fourier
+    return {
+        "query": float(q.norm(dim=-1).mean()),
+        "query_patch_part": float(q[..., :k].norm(dim=-1).mean()),
+        "query_fourier_part": float(q[..., k:].norm(dim=-1).mean()),
+        "attention_output": float(a.norm(dim=-1).mean()),
+        "attention_output_spread_over_pixels": float((a - a.mean(1, keepdim=True)).norm(dim=-1).mean()),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=16, help="square image size")
@@ -236,7 +264,16 @@ def main(argv: list[str] | None = None) -> dict:
         "--motion-signal", type=int, nargs="*", metavar="SIZE",
         help="no training: the motion signal in the procedural pairs at these sizes (see motion_signal)",
     )  # fmt: skip
+    ap.add_argument(
+        "--row-norms", action="store_true", help="no training: the decoder's query rows and attention output at init"
+    )
     args = ap.parse_args(argv)
+    if args.row_norms:
+        norms = decoder_row_norms(args.preset, args.size, args.seed)
+        for name, value in norms.items():
+            print(f"{name:38s} {value:8.3f}")
+        print(json.dumps({"preset": args.preset, "size": args.size, "row_norms": norms}))
+        return {"row_norms": norms}
     if args.motion_signal is not None:
         rows = [
             motion_signal(size, args.max_motion[0], textures)
