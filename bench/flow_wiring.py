@@ -47,6 +47,7 @@ from flow_pixel_mlp import neighbourhoods, pixel_mlp  # noqa: E402
 from perceiver_io.inference.flow import FLOW_SCALE_FACTOR  # noqa: E402
 from perceiver_io.tasks.base import build_config, get_task_class  # noqa: E402
 from perceiver_io.tasks.flow import _frames  # noqa: E402
+from perceiver_io.training.overrides import parse_overrides  # noqa: E402
 
 SOURCES = ("global", "local", "procedural", "procedural-clean")
 MODELS = ("mlp", "perceiver", "perceiver-qres", "perceiver-qres-noattn", "perceiver-qres-zeroattn")
@@ -123,8 +124,10 @@ class Source:
         seed: int,
         textures: str,
         steps: int,
+        data: dict | None = None,
     ) -> None:
-        """``steps``: the training length, which the procedural pairs' augmentation curriculum follows."""
+        """``steps``: the training length, which the procedural pairs' augmentation curriculum follows;
+        ``data``: more ``flow`` task overrides for the procedural sources (e.g. ``data.texture_detail``)."""
         self.name, self.size, self.max_motion, self.batch_size, self.seed = name, size, max_motion, batch_size, seed
         if name.startswith("procedural"):
             overrides = {
@@ -135,6 +138,7 @@ class Source:
                 "data.textures": textures,
                 "train.batch_size": batch_size,
                 "train.max_steps": steps,
+                **(data or {}),
             }
             if name == "procedural-clean":
                 overrides.update({f"data.{k}": 0.0 for k in ("max_flip", "max_gain", "max_offset", "max_noise")})
@@ -188,15 +192,16 @@ def train_and_score(model: nn.Module, source: Source, steps: int, lr: float, see
     }
 
 
-def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int = 8) -> dict[str, float]:
+def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int = 8, **scene) -> dict[str, float]:
     """How much motion signal the procedural pairs carry (no photometric changes): the mean |frame 1 -
     frame 2 sampled at p + flow(p)| against the mean |frame 1 - frame 2| (zero flow), over
     non-occluded pixels whose target lies inside the frame. A ratio near 1: warping by the true flow
-    explains nothing the frames show, and the motion is not observable from them."""
+    explains nothing the frames show, and the motion is not observable from them. ``scene``: more
+    :class:`~perceiver_io.data.flow.FlowSceneConfig` fields (e.g. ``texture_detail``)."""
     from perceiver_io.data.flow import FlowPairs
 
     data = FlowPairs("valid", size=(size, size), max_motion=max_motion, photometric=False, textures=textures,
-                     silhouettes=textures, length=pairs)  # fmt: skip
+                     silhouettes=textures, length=pairs, **scene)  # fmt: skip
     ys, xs = torch.meshgrid(
         torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
     )
@@ -267,7 +272,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--row-norms", action="store_true", help="no training: the decoder's query rows and attention output at init"
     )
+    ap.add_argument(
+        "--data", nargs="*", default=[], metavar="KEY=VALUE",
+        help="flow task overrides for the procedural sources, e.g. data.texture_detail=[1.5,3] "
+        "data.texture_families=[noise] (texture_* also apply to --motion-signal)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    data = parse_overrides(args.data)
+    scene = {k.split(".", 1)[1]: tuple(v) for k, v in data.items() if k.startswith("data.texture_")}
     if args.row_norms:
         norms = decoder_row_norms(args.preset, args.size, args.seed)
         for name, value in norms.items():
@@ -276,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {"row_norms": norms}
     if args.motion_signal is not None:
         rows = [
-            motion_signal(size, args.max_motion[0], textures)
+            motion_signal(size, args.max_motion[0], textures, **scene)
             for size in args.motion_signal or [16, 32, 64]
             for textures in (None, "fashion-mnist")
         ]
@@ -301,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
     for motion in args.max_motion:
         for src_name in sources:
             source = Source(
-                src_name, args.size, motion, args.batch_size, args.eval_pairs, args.seed, textures, args.steps
+                src_name, args.size, motion, args.batch_size, args.eval_pairs, args.seed, textures, args.steps, data
             )
             for model_name in models:
                 torch.manual_seed(args.seed)
@@ -315,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
                 )
 
     print(f"\n{args.size}x{args.size}, {args.steps} steps x {args.batch_size} pairs, {args.eval_pairs} held-out pairs, "
-          f"Perceiver preset {args.preset}")  # fmt: skip
+          f"Perceiver preset {args.preset}", *args.data)  # fmt: skip
     print("| source | max motion (px) | model | held-out EPE | zero flow | EPE / zero | loss, first / last tenth |")
     print("|---|---:|---|---:|---:|---:|---|")
     for r in rows:
@@ -329,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "preset": args.preset,
         "seed": args.seed,
+        "data": args.data,
         "rows": rows,
         "machine": f"{platform.machine()}, torch {torch.__version__}",
     }

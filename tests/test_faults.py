@@ -258,6 +258,11 @@ def test_fill_mask_examples_of_a_small_run_never_crash():
     model = perceiver_io.create_model("test-language-perceiver", text={"max_seq_len": 48})
     for original, masked, filled in task.fill_mask_examples(model, num=4):
         assert "[MASK×" in masked and len(filled) >= len(original) - 8
+    task.train_docs = ["The small cat sat. A big brown dog."]
+    scores = task.fill_mask_scores(model, num=4)
+    assert scores["fill_mask_sentences"] == 1  # the first sentence has no maskable word (>= 4 letters, byte >= 8)
+    assert all(0 <= scores[k] <= 1 for k in scores if k != "fill_mask_sentences")
+    assert {"word_accuracy_iterative", "real_word_independent", "word_accuracy_most_frequent"} <= set(scores)
 
 
 # -- damage is detected ---------------------------------------------------------------------------------

@@ -337,6 +337,7 @@ def test_auto_sources_fall_back_without_cached_images(tmp_path, monkeypatch):
         ({"shapes": ("star",)}, "shapes must be a non-empty subset"),
         ({"seed": -1}, "seed must be a non-negative integer"),
         ({"length": 0}, "length must be a positive number"),
+        ({"texture_detail": (0.5, 2.0)}, r"texture_detail must be a range \(lo, hi\) with 1 <= lo <= hi px"),
         ({"textures": torch.zeros(4, 2, 8, 8)}, r"textures must have shape \(N, H, W\) or \(N, C, H, W\)"),
     ],
 )
@@ -344,6 +345,17 @@ def test_config_errors(kwargs, match):
     args = {"textures": None, "silhouettes": None, **kwargs}
     with pytest.raises(ValueError, match=match):
         FlowPairs(**args)
+
+
+def test_texture_detail_sets_the_finest_noise_scale():
+    """Finer noise lattices give larger pixel-to-pixel differences in the rendered frames."""
+
+    def roughness(detail):
+        data = FlowPairs("valid", size=(32, 32), length=6, textures=None, silhouettes=None, photometric=False,
+                         texture_families=("noise",), texture_detail=detail)  # fmt: skip
+        return float(torch.stack([data[i]["frame1"].diff(dim=-1).abs().mean() for i in range(len(data))]).mean())
+
+    assert roughness((1.0, 1.5)) > 1.5 * roughness((8.0, 12.0))
 
 
 def test_index_out_of_range():

@@ -17,6 +17,7 @@ from perceiver_io.inference import (
     classify_image,
     estimate_flow,
     fill_mask,
+    fill_masked_ids,
     flow_tile_starts,
     flow_tile_weights,
     load_image,
@@ -95,10 +96,53 @@ def test_fill_mask_replaces_masks_and_ranks_bytes():
     assert single.filled_bytes[0:1] == b"a" and len(single.predictions) == 1
 
 
+class _CountingMLM(torch.nn.Module):
+    """A stand-in MLM whose answer at a masked position depends on the other positions: it predicts
+    the byte value "number of visible bytes", most confidently at the rightmost masked position."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, ids, mask):
+        from types import SimpleNamespace
+
+        from perceiver_io.adapters.text import MASK_ID, NUM_SPECIAL_TOKENS
+
+        self.calls += 1
+        b, length = ids.shape
+        visible = (ids >= NUM_SPECIAL_TOKENS).sum(-1)  # (B,)
+        logits = torch.zeros(b, length, NUM_SPECIAL_TOKENS + 256)
+        confidence = torch.arange(length, dtype=torch.float) * (ids == MASK_ID)  # (B, L): sharper to the right
+        logits[torch.arange(b)[:, None], torch.arange(length), NUM_SPECIAL_TOKENS + visible[:, None]] = 1 + confidence
+        return SimpleNamespace(logits=logits)
+
+
+def test_fill_masked_ids_iterative_fixes_one_byte_per_pass_most_confident_first():
+    from perceiver_io.adapters.text import BytesTokenizer
+
+    tok = BytesTokenizer()
+    ids, mask = tok(["ab[MASK][MASK][MASK]", "[MASK]xyz", "none"])
+    model = _CountingMLM()
+    filled, probs = fill_masked_ids(model, ids, mask, "iterative")
+    assert model.calls == 3  # one pass per masked byte of the longest row
+    # rightmost first: 2 visible bytes -> byte 2, then 3, then 4; the second row needs one pass (3 visible)
+    assert tok.decode(filled[0, 1:6]) == "ab" + bytes([4, 3, 2]).decode()
+    assert tok.decode(filled[1, 1:5]) == bytes([3]).decode() + "xyz"
+    assert torch.equal(filled[2], ids[2])
+    assert probs[0, 3:6].argmax(-1).tolist() == [4, 3, 2] and float(probs[0, 1:3].abs().sum()) == 0
+    assert torch.allclose(probs[0, 3:6].sum(-1), torch.ones(3))
+    model = _CountingMLM()
+    filled, _ = fill_masked_ids(model, ids, mask, "independent")
+    assert model.calls == 1 and tok.decode(filled[0, 1:6]) == "ab" + bytes([2, 2, 2]).decode()
+
+
 def test_fill_mask_errors():
     model = tiny_mlm()
     with pytest.raises(ValueError, match="max_seq_len"):
         fill_mask(model, "x" * 100)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        fill_mask(model, "a[MASK]", strategy="greedy")
     with pytest.raises(TypeError, match="MaskedLanguageModel"):
         fill_mask(tiny_classifier(), "a[MASK]")
 

@@ -63,6 +63,11 @@ def predict_fill_mask(
     ],
     model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
     top_k: int = typer.Option(5, min=1, max=256, help="candidates to show per masked byte"),
+    strategy: str = typer.Option(
+        "iterative",
+        help="iterative: one byte per pass, most confident first, each pass sees the bytes already filled; "
+        "independent: every masked byte from one pass",
+    ),
     device: str = typer.Option("cpu", help=_DEVICE_HELP),
 ) -> None:
     """Fill each [MASK] (one UTF-8 byte each) with the masked language model; show the top-k bytes."""
@@ -70,7 +75,7 @@ def predict_fill_mask(
 
     with user_errors():
         net = _load_model(model, device)
-        result = fill_mask(net, text, top_k=top_k)
+        result = fill_mask(net, text, top_k=top_k, strategy=strategy)
     typer.echo(result.text)
     for pos, cands in zip(result.positions, result.predictions, strict=True):
         shown = ", ".join(f"{c.text!r} {c.probability:.3f}" for c in cands)

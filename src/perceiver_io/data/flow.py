@@ -385,7 +385,9 @@ class FlowSceneConfig:
     ``blur``) and given Gaussian noise of σ up to ``noise``. ``shapes`` (of :data:`SHAPES`) and
     ``texture_families`` (of :data:`TEXTURE_FAMILIES` and ``"image"``) are drawn uniformly from the
     ones available (``"silhouette"`` / ``"image"`` need their pools; without them the others are
-    used). ``antialias``: alpha ramps over about a pixel at layer edges (else hard 0/1 compositing).
+    used). ``texture_detail``: range of the finest lattice spacing (px) of the ``"noise"`` textures;
+    smaller is more detail, so more of each pixel's motion shows in its own neighbourhood.
+    ``antialias``: alpha ramps over about a pixel at layer edges (else hard 0/1 compositing).
     """
 
     size: tuple[int, int] = (128, 128)
@@ -399,6 +401,7 @@ class FlowSceneConfig:
     object_size: tuple[float, float] = (0.08, 0.35)
     shapes: tuple[str, ...] = SHAPES
     texture_families: tuple[str, ...] = (*TEXTURE_FAMILIES, "image")
+    texture_detail: tuple[float, float] = (4.0, 8.0)
     photometric: bool = True
     brightness: float = 0.1
     blur: float = 1.0
@@ -426,6 +429,9 @@ class FlowSceneConfig:
                 f"texture_families must be a non-empty subset of {(*TEXTURE_FAMILIES, 'image')}, "
                 f"got {self.texture_families!r}"
             )
+        a, b = self.texture_detail
+        if not 1.0 <= a <= b:
+            raise ValueError(f"texture_detail must be a range (lo, hi) with 1 <= lo <= hi px, got {(a, b)!r}")
         a, b = self.object_size
         if not 0 < a <= b:
             raise ValueError(f"object_size must be a range (lo, hi) with 0 < lo <= hi, got {self.object_size!r}")
@@ -477,15 +483,17 @@ def _randn(g: Rng, *shape: int) -> Tensor:
 # ---- textures
 
 
-def _fractal_noise(channels: int, h: int, w: int, scale: float, g: Rng) -> Tensor:
+def _fractal_noise(
+    channels: int, h: int, w: int, scale: float, g: Rng, finest_range: tuple[float, float] = (4.0, 8.0)
+) -> Tensor:
     """Multi-scale value noise ``(channels, h, w)``, standardised per channel.
 
     Octaves of random lattices whose spacing halves from about ``U(0.2, 0.6) · scale`` px down to the
-    finest ``U(4, 8)`` px, amplitudes falling by a random persistence per octave. Built as a pyramid:
+    finest ``U(*finest_range)`` px, amplitudes falling by a random persistence per octave. Built as a pyramid:
     the running sum is upsampled ×2 (bicubic) and the next lattice added, then one final bicubic
     upsampling to pixels; so the cost is about that of the last upsampling.
     """
-    finest = _u(g, 4.0, 8.0)
+    finest = _u(g, *finest_range)
     top = max(8.0, _u(g, 0.2, 0.6) * scale)
     octaves = max(1, math.floor(math.log2(top / finest)) + 1)
     persistence = _u(g, 0.35, 0.7)
@@ -572,9 +580,11 @@ def _image_texture(pool: Tensor, h: int, w: int, g: Rng) -> Tensor:
     return img.clamp(0, 1)
 
 
-def _texture(family: str, h: int, w: int, scale: float, g: Rng, pool: Tensor | None) -> Tensor:
+def _texture(
+    family: str, h: int, w: int, scale: float, g: Rng, pool: Tensor | None, detail: tuple[float, float]
+) -> Tensor:
     if family == "noise":
-        return _colourise(_fractal_noise(3, h, w, scale, g), g)
+        return _colourise(_fractal_noise(3, h, w, scale, g, detail), g)
     if family in ("stripes", "checker"):
         return _periodic_texture(family, h, w, scale, g)
     if family == "image":
@@ -699,7 +709,7 @@ def sample_scene(
     fam = families[_randint(g, 0, len(families) - 1)]
     layers = [
         FlowLayer(
-            _texture(fam, bh, bw, scale, g, textures),
+            _texture(fam, bh, bw, scale, g, textures, cfg.texture_detail),
             None,
             (-margin, -margin),
             _random_motion(g, bc, bg_radius, bound, cfg, background=True),
@@ -728,7 +738,7 @@ def sample_scene(
             img = silhouettes[_randint(g, 0, silhouettes.shape[0] - 1)]
             alpha = _silhouette_alpha(ux, uy, img, radius, squash)
         fam = families[_randint(g, 0, len(families) - 1)]
-        tex = _texture(fam, ch, cw, scale, g, textures)
+        tex = _texture(fam, ch, cw, scale, g, textures, cfg.texture_detail)
         motion = _random_motion(g, center, extent, bound, cfg, background=False)
         layers.append(FlowLayer(tex, alpha, (x0, y0), motion, {"texture": fam, "shape": shape}))
     return layers

@@ -18,7 +18,7 @@ from perceiver_io.inference.images import (
     preprocess_image,
 )
 from perceiver_io.inference.multimodal import AutoencodeResult, autoencode, psnr
-from perceiver_io.inference.text import BytePrediction, FillMaskResult, fill_mask
+from perceiver_io.inference.text import BytePrediction, FillMaskResult, fill_mask, fill_masked_ids
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -29,6 +29,7 @@ __all__ = [
     "ClassPrediction",
     "AutoencodeResult",
     "fill_mask",
+    "fill_masked_ids",
     "load_image",
     "preprocess_image",
     "classify_image",

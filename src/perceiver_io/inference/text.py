@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
+from torch import Tensor
 
-from perceiver_io.adapters.text import BytesTokenizer
+from perceiver_io.adapters.text import MASK_ID, NUM_SPECIAL_TOKENS, BytesTokenizer
 from perceiver_io.inference.common import model_device as _model_device
 from perceiver_io.inference.common import require_model as _require
 
@@ -37,20 +39,60 @@ def _byte_text(b: int) -> str:
     return chr(b) if b < 0x80 else f"\\x{b:02x}"
 
 
+Strategy = Literal["iterative", "independent"]
+STRATEGIES: tuple[str, ...] = ("iterative", "independent")
+
+
+@torch.no_grad()
+def fill_masked_ids(
+    model: torch.nn.Module, input_ids: Tensor, input_mask: Tensor, strategy: Strategy = "iterative"
+) -> tuple[Tensor, Tensor]:
+    """Replace every ``[MASK]`` id of ``input_ids`` (B, L) by a byte id; ``input_mask`` (B, L) bool.
+
+    ``"independent"``: one forward pass, every masked byte its own argmax (as ``transformers``'
+    fill-mask does). ``"iterative"``: one pass per masked byte, in order of confidence: each pass
+    fixes, in every sequence, the still-masked byte whose most likely value is the most probable,
+    and the next pass sees it (mask-predict decoding; a masked word's bytes then agree with each
+    other). Returns the filled ids (B, L) and, per position, the distribution over the 256 byte
+    values it was filled from (B, L, 256; zeros at positions that were not masked).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    ids = input_ids.clone()
+    masked = ids == MASK_ID
+    filled_from = torch.zeros(*ids.shape, 256, device=ids.device)
+    while bool(masked.any()):
+        logits = model(ids, input_mask).logits
+        probs = logits[..., NUM_SPECIAL_TOKENS:].float().softmax(-1)  # (B, L, 256): bytes only
+        conf, best = probs.max(-1)
+        if strategy == "independent":
+            pick = masked
+        else:  # the most confident masked position of every row that still has one
+            pos = conf.masked_fill(~masked, -1.0).argmax(-1)  # (B,)
+            pick = torch.zeros_like(masked).scatter_(1, pos[:, None], True) & masked
+        ids[pick] = best[pick] + NUM_SPECIAL_TOKENS
+        filled_from[pick] = probs[pick]
+        masked &= ~pick
+    return ids, filled_from
+
+
 @torch.no_grad()
 def fill_mask(
-    model: torch.nn.Module, texts: str | Sequence[str], top_k: int = 5
+    model: torch.nn.Module, texts: str | Sequence[str], top_k: int = 5, strategy: Strategy = "iterative"
 ) -> FillMaskResult | list[FillMaskResult]:
     """Fill every ``[MASK]`` (one byte each; write ``[MASK][MASK]`` for two bytes) in ``texts``.
 
     ``model``: a ``MaskedLanguageModel``. A single string gives one :class:`FillMaskResult`, a list
-    gives a list. Only byte ids (not special tokens) are predicted.
+    gives a list. Only byte ids (not special tokens) are predicted; ``strategy`` as in
+    :func:`fill_masked_ids` (the candidates of a byte are those of the pass that fixed it).
     """
     _require(model, "MaskedLanguageModel", "fill_mask")
     single = isinstance(texts, str)
     batch = [texts] if single else list(texts)
     if not batch:
         raise ValueError("texts is empty")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 1 <= top_k <= 256:
         raise ValueError(f"top_k must be in [1, 256], got {top_k}")
     tok = BytesTokenizer()
@@ -60,25 +102,23 @@ def fill_mask(
             raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
         n = len(tok.encode(t)) + 2
         if n > max_len:
-            raise ValueError(f"texts[{i}] is {n} tokens with [CLS]/[SEP], more than the model's max_seq_len {max_len}")
+            raise ValueError(f"texts[{i}] is {n} tokens with [CLS]/[SEP], more than max_seq_len ({max_len})")
     model.eval()
     device = _model_device(model)
     ids, mask = tok(batch)
-    logits = model(ids.to(device), mask.to(device)).logits.float().cpu()  # (B, L, V)
-    probs = logits[..., tok.num_special_tokens :].softmax(-1)  # (B, L, 256) over bytes only
+    filled, probs = fill_masked_ids(model, ids.to(device), mask.to(device), strategy)
+    filled, probs = filled.cpu(), probs.cpu()
     results = []
     for row in range(len(batch)):
         length = int(mask[row].sum())
-        seq = ids[row, 1 : length - 1].clone()  # drop [CLS] ... [SEP]
-        p = probs[row, 1 : length - 1]
-        positions = (seq == tok.mask_id).nonzero().flatten().tolist()
+        positions = (ids[row, 1 : length - 1] == tok.mask_id).nonzero().flatten().tolist()
+        seq = filled[row, 1 : length - 1]  # drop [CLS] ... [SEP]
         preds = []
         for pos in positions:
-            values, idx = p[pos].topk(top_k)
+            values, idx = probs[row, 1 + pos].topk(top_k)
             preds.append(
                 [BytePrediction(int(b), _byte_text(int(b)), float(v)) for v, b in zip(values, idx, strict=True)]
             )
-            seq[pos] = int(idx[0]) + tok.num_special_tokens
         data = bytes(int(i) - tok.num_special_tokens for i in seq if int(i) >= tok.num_special_tokens)
         results.append(FillMaskResult(data.decode("utf-8", errors="replace"), data, positions, preds))
     return results[0] if single else results

@@ -8,11 +8,11 @@ Token ids ``(B, L)`` -> token + learned position embeddings ``(B, L, C)`` -> lat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
 from perceiver_io.adapters.text import (
-    BytesTokenizer,
     MaskedLanguageHead,
     MaskedLanguageModelOutput,
     TextAdapterConfig,
@@ -135,22 +135,11 @@ class MaskedLanguageModel(PerceiverIOBase):
         identity_qk_(self.encoder.cross_attention.attention, alpha)
         identity_qk_(self.decoder.cross_attention.attention, alpha)
 
-    @torch.no_grad()
-    def fill_mask(self, text: str, tokenizer: BytesTokenizer | None = None) -> str:
-        """Replace every ``[MASK]`` (one byte each) in ``text`` by the most likely byte."""
-        tokenizer = tokenizer or BytesTokenizer()
-        device = self.input_adapter.token_embedding.weight.device
-        n, max_len = len(tokenizer.encode(text)) + 2, self.config.text.max_seq_len
-        if n > max_len:  # truncating would silently drop [MASK]s
-            raise ValueError(f"text is {n} tokens with [CLS]/[SEP], more than max_seq_len ({max_len})")
-        input_ids, input_mask = tokenizer(text, max_length=max_len)
-        input_ids, input_mask = input_ids.to(device), input_mask.to(device)
-        logits = self(input_ids, input_mask).logits[0]
-        ids = input_ids[0].clone()
-        masked = ids == tokenizer.mask_id
-        # predict bytes only (not special ids)
-        ids[masked] = logits[masked][:, tokenizer.num_special_tokens :].argmax(-1) + tokenizer.num_special_tokens
-        return tokenizer.decode(ids[1:-1])
+    def fill_mask(self, text: str, strategy: Literal["iterative", "independent"] = "iterative") -> str:
+        """``text`` with every ``[MASK]`` (one byte each) filled; see :func:`perceiver_io.inference.fill_mask`."""
+        from perceiver_io.inference.text import fill_mask
+
+        return fill_mask(self, text, top_k=1, strategy=strategy).text
 
 
 @register_model(

@@ -45,6 +45,8 @@ class FlowDataConfig(Config):
     (``None``: 1/8 of the smaller side); ``textures``: image source for textures and silhouettes
     (``"auto"``: the cached Fashion-MNIST / MNIST images, fetched first when possible; ``"none"``:
     procedural only; or a data-set name / folder, see :func:`~perceiver_io.data.flow.load_image_pool`).
+    ``texture_families`` (``None``: all available) and ``texture_detail``: as in
+    :class:`~perceiver_io.data.flow.FlowSceneConfig`.
     ``num_queries``: pixels decoded per training example (0: all). ``augment_start``: augmentation
     severity at step 0; ``final_fraction``: fraction of the steps in the final phase (no
     augmentation, pairs forward and reversed). ``max_flip``, ``max_gain``, ``max_offset``,
@@ -57,6 +59,8 @@ class FlowDataConfig(Config):
     num_layers: tuple[int, int] = (2, 5)
     max_motion: float | None = None
     textures: str = "auto"
+    texture_families: tuple[str, ...] | None = None
+    texture_detail: tuple[float, float] = (4.0, 8.0)
     seed: int = 0
     num_queries: int = 1024
     augment_start: float = 0.2
@@ -195,6 +199,8 @@ class FlowTask(Task):
                 textures=source,
                 silhouettes=source,
                 seed=d.seed,
+                texture_detail=tuple(d.texture_detail),
+                **({} if d.texture_families is None else {"texture_families": tuple(d.texture_families)}),
             )
         except (FileNotFoundError, OSError) as e:
             raise DataUnavailable(f"flow textures {d.textures!r} not available: {e}") from None

@@ -37,6 +37,7 @@ from perceiver_io.adapters.text import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_
 from perceiver_io.config import Config, ConfigError
 from perceiver_io.decoder import DecoderConfig
 from perceiver_io.encoder import EncoderConfig
+from perceiver_io.inference.text import STRATEGIES, Strategy, fill_masked_ids
 from perceiver_io.models.mlm import MaskedLanguageModel, MaskedLanguageModelConfig, TextAdapterConfig
 from perceiver_io.tasks.base import DataUnavailable, Task, example_generator, register_task
 from perceiver_io.training.trainer import TrainConfig
@@ -93,10 +94,15 @@ class MLMDataConfig(Config):
     eval_windows: int = 512
     eval_batch_size: int = 64
     num_fill_mask_examples: int = 6
+    fill_mask_sentences: int = 256
     cache_dir: str | None = None
 
     def validate(self) -> None:
         self._positive("eval_windows", "eval_batch_size")
+        for name in ("num_fill_mask_examples", "fill_mask_sentences"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ConfigError(f"MLMDataConfig.{name} must be an integer >= 0, got {v!r}")
         self._positive("stride", "max_bytes", "unmasked_loss_steps", allow_none=True)
         if not isinstance(self.seq_len, int) or self.seq_len < 8:
             raise ConfigError(f"MLMDataConfig.seq_len must be an integer >= 8, got {self.seq_len!r}")
@@ -346,11 +352,10 @@ class MLMTask(Task):
             "masked_bytes": float(n),
         }
 
-    # -- fill-mask demo ---------------------------------------------------------------------
+    # -- fill-mask: examples and word scores -------------------------------------------------
     # (candidates and the word to mask use one rule, so a chosen sentence always has a word)
-    def fill_mask_examples(self, model: nn.Module, num: int | None = None) -> list[tuple[str, str, str]]:
-        """``(original, masked, filled)`` for held-out test sentences with one word of ≥ 4 letters masked."""
-        num = self.config.data.num_fill_mask_examples if num is None else num
+    def _fill_mask_cases(self, num: int) -> list[tuple[str, str, str]]:
+        """Up to ``num`` held-out test sentences as ``(before, word, after)``, one word of ≥ 4 letters masked."""
         max_bytes = self.config.data.seq_len - 2
         rng = np.random.default_rng(0)
         candidates = []
@@ -361,25 +366,80 @@ class MLMTask(Task):
                     candidates.append(sent)
         if not candidates:
             return []
-        picks = rng.choice(len(candidates), size=min(num, len(candidates)), replace=False)
-        device = next(model.parameters()).device
-        out = []
-        model.eval()
-        for i in sorted(picks):
+        cases = []
+        for i in sorted(rng.choice(len(candidates), size=min(num, len(candidates)), replace=False)):
             sent = candidates[int(i)]
             words = _maskable_words(sent)
             m = words[int(rng.integers(len(words)))]
-            pre, word, post = sent[: m.start()], m.group(0), sent[m.end() :]
-            masked = pre + "[MASK]" * len(word.encode("utf-8")) + post
-            raw = pre.encode() + b"\0" * len(word.encode()) + post.encode()
-            ids = frame(raw, self.config.data.seq_len)
-            lo = 1 + len(pre.encode())
-            ids[lo : lo + len(word.encode())] = MASK_ID
-            ids = ids[None].to(device)
-            logits = model(ids, ids != PAD_ID).logits[0, lo : lo + len(word.encode()), NUM_SPECIAL_TOKENS:]
-            guess = bytes(logits.argmax(-1).tolist()).decode("utf-8", errors="replace")
-            out.append((sent, masked.replace("[MASK]" * len(word), f"[MASK×{len(word)}]"), pre + guess + post))
+            cases.append((sent[: m.start()], m.group(0), sent[m.end() :]))
+        return cases
+
+    @torch.no_grad()
+    def _fill_words(self, model: nn.Module, cases: list[tuple[str, str, str]], strategy: Strategy) -> list[str]:
+        """The model's filling of each case's masked word (its bytes all ``[MASK]``), decoded leniently."""
+        device = next(model.parameters()).device
+        model.eval()
+        guesses = []
+        bs = self.config.data.eval_batch_size
+        for lo in range(0, len(cases), bs):
+            chunk = cases[lo : lo + bs]
+            rows = []
+            for pre, word, post in chunk:
+                ids = frame(pre.encode() + b"\0" * len(word) + post.encode(), self.config.data.seq_len)
+                ids[1 + len(pre.encode()) : 1 + len(pre.encode()) + len(word)] = MASK_ID
+                rows.append(ids)
+            ids = torch.stack(rows).to(device)
+            filled, _ = fill_masked_ids(model, ids, ids != PAD_ID, strategy)
+            for (pre, word, _), row in zip(chunk, filled.cpu(), strict=True):
+                lo_b = 1 + len(pre.encode())
+                out = (row[lo_b : lo_b + len(word)] - NUM_SPECIAL_TOKENS).tolist()
+                guesses.append(bytes(out).decode("utf-8", errors="replace"))
+        return guesses
+
+    def fill_mask_examples(
+        self, model: nn.Module, num: int | None = None, strategy: Strategy = "iterative"
+    ) -> list[tuple[str, str, str]]:
+        """``(original, masked, filled)`` for held-out test sentences with one word of ≥ 4 letters masked."""
+        num = self.config.data.num_fill_mask_examples if num is None else num
+        cases = self._fill_mask_cases(num)
+        out = []
+        for (pre, word, post), guess in zip(cases, self._fill_words(model, cases, strategy), strict=True):
+            out.append((pre + word + post, f"{pre}[MASK×{len(word)}]{post}", pre + guess + post))
         return out
+
+    def training_words(self) -> dict[str, int]:
+        """Lower-case words (runs of ASCII letters) of the training documents and their counts."""
+        if not hasattr(self, "_training_words"):
+            counts: dict[str, int] = {}
+            for doc in self.train_docs:
+                for w in re.findall(r"[A-Za-z]+", doc):
+                    w = w.lower()
+                    counts[w] = counts.get(w, 0) + 1
+            self._training_words = counts
+        return self._training_words
+
+    def fill_mask_scores(self, model: nn.Module, num: int | None = None) -> dict[str, float]:
+        """Whole-word fill-mask on ``data.fill_mask_sentences`` held-out sentences, per decoding strategy.
+
+        ``word_accuracy_<strategy>``: the filled word is the original (ignoring case);
+        ``real_word_<strategy>``: it is a word of the training text (ignoring case), i.e. it reads as a
+        word. Baseline ``word_accuracy_most_frequent``: the most frequent training word of the same length.
+        """
+        cases = self._fill_mask_cases(self.config.data.fill_mask_sentences if num is None else num)
+        if not cases:
+            return {}
+        vocab = self.training_words()
+        by_len: dict[int, tuple[int, str]] = {}
+        for w, c in vocab.items():
+            by_len[len(w)] = max(by_len.get(len(w), (0, "")), (c, w))
+        truth = [word.lower() for _, word, _ in cases]
+        scores = {"fill_mask_sentences": float(len(cases))}
+        for strategy in STRATEGIES:
+            guesses = [g.lower() for g in self._fill_words(model, cases, strategy)]
+            scores[f"word_accuracy_{strategy}"] = float(np.mean([g == t for g, t in zip(guesses, truth, strict=True)]))
+            scores[f"real_word_{strategy}"] = float(np.mean([g in vocab for g in guesses]))
+        scores["word_accuracy_most_frequent"] = float(np.mean([by_len.get(len(t), (0, ""))[1] == t for t in truth]))
+        return scores
 
     def report(self, model: nn.Module, metrics: dict[str, float]) -> list[str]:
         test = self.evaluate(model, "test")
@@ -389,10 +449,22 @@ class MLMTask(Task):
             f"  {'Perceiver IO (this run)':28s} {test['accuracy']:9.1%} {test['bits_per_byte']:10.3f}",
             f"  {'baseline: most frequent byte':28s} {test['baseline_most_frequent_accuracy']:9.1%} {'':>10s}",
             f"  {'baseline: unigram bytes':28s} {'':>9s} {test['baseline_unigram_bits_per_byte']:10.3f}",
-            "fill-mask on held-out sentences (one masked word each):",
         ]
+        words = self.fill_mask_scores(model)
+        if words:
+            lines += [
+                f"whole-word fill-mask on {int(words['fill_mask_sentences'])} held-out sentences (one word of >= 4 "
+                "letters masked in each):",
+                f"  {'decoding':28s} {'right word':>10s} {'a real word':>12s}",
+            ]
+            for st in STRATEGIES:
+                lines.append(f"  {st:28s} {words[f'word_accuracy_{st}']:10.1%} {words[f'real_word_{st}']:12.1%}")
+            lines.append(f"  {'baseline: most frequent word':28s} {words['word_accuracy_most_frequent']:10.1%}")
+            lines.append("  (right word: the original, ignoring case; a real word: one of the training text)")
+        lines.append("fill-mask examples on held-out sentences (iterative decoding):")
         for original, masked, filled in self.fill_mask_examples(model):
             lines += [f"  input : {masked}", f"  output: {filled}", f"  truth : {original}", ""]
+        test.update(words)
         self.test_metrics = test
         return lines
 
