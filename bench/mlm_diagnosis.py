@@ -356,6 +356,7 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
         model.eval()
         metrics = task.evaluate(model, "valid")
         copy_acc = task.copy_accuracy(model, "valid")
+        words = task.fill_mask_scores(model)  # whole words on held-out test sentences, both decodings
         losses = res.losses
     return {
         "name": variant.name,
@@ -365,6 +366,7 @@ def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
         "accuracy": metrics["accuracy"],
         "bits_per_byte": metrics["bits_per_byte"],
         "copy_accuracy": copy_acc,
+        "fill_mask": words,
         "baseline_most_frequent_accuracy": metrics["baseline_most_frequent_accuracy"],
         "baseline_unigram_bits_per_byte": metrics["baseline_unigram_bits_per_byte"],
         "masked_bytes": int(metrics["masked_bytes"]),
@@ -382,8 +384,14 @@ COLUMNS = [  # (header, width, row -> text)
     ("masked acc", 10, lambda r: f"{r['accuracy']:.1%}"),
     ("bits/B", 7, lambda r: f"{r['bits_per_byte']:.3f}"),
     ("copy acc", 9, lambda r: f"{r['copy_accuracy']:.1%}"),
+    ("real words it/ind", 17, lambda r: _words(r.get("fill_mask"))),
     ("s", 6, lambda r: f"{r['seconds']:.0f}"),
 ]
+
+
+def _words(w: dict | None) -> str:
+    """Whole-word fill-mask: the share of filled words that are real words, iterative / independent decoding."""
+    return f"{w['real_word_iterative']:.0%} / {w['real_word_independent']:.0%}" if w else "-"
 
 
 def _line(cells: list[str]) -> str:
@@ -401,13 +409,15 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     for r in rows:
         print(_line([fmt(r) for _, _, fmt in COLUMNS]))
     r = rows[0]
-    blank = [""] * len(COLUMNS)
-    print(
-        _line(
-            ["most frequent byte", "baseline", *blank[2:5], f"{r['baseline_most_frequent_accuracy']:.1%}", "", "", ""]
-        )
-    )
-    print(_line(["unigram bytes", "baseline", *blank[2:6], f"{r['baseline_unigram_bits_per_byte']:.3f}", "", ""]))
+
+    def baseline(name: str, column: str, value: str) -> str:
+        cells = [""] * len(COLUMNS)
+        cells[0], cells[1] = name, "baseline"
+        cells[[h for h, _, _ in COLUMNS].index(column)] = value
+        return _line(cells)
+
+    print(baseline("most frequent byte", "masked acc", f"{r['baseline_most_frequent_accuracy']:.1%}"))
+    print(baseline("unigram bytes", "bits/B", f"{r['baseline_unigram_bits_per_byte']:.3f}"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

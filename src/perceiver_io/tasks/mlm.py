@@ -423,7 +423,9 @@ class MLMTask(Task):
 
         ``word_accuracy_<strategy>``: the filled word is the original (ignoring case);
         ``real_word_<strategy>``: it is a word of the training text (ignoring case), i.e. it reads as a
-        word. Baseline ``word_accuracy_most_frequent``: the most frequent training word of the same length.
+        word; ``distinct_real_words_<strategy>``: how many different such words (one word everywhere is
+        not plausible text). Baseline ``word_accuracy_most_frequent``: the most frequent training word of
+        the same length.
         """
         cases = self._fill_mask_cases(self.config.data.fill_mask_sentences if num is None else num)
         if not cases:
@@ -438,6 +440,7 @@ class MLMTask(Task):
             guesses = [g.lower() for g in self._fill_words(model, cases, strategy)]
             scores[f"word_accuracy_{strategy}"] = float(np.mean([g == t for g, t in zip(guesses, truth, strict=True)]))
             scores[f"real_word_{strategy}"] = float(np.mean([g in vocab for g in guesses]))
+            scores[f"distinct_real_words_{strategy}"] = float(len({g for g in guesses if g in vocab}))
         scores["word_accuracy_most_frequent"] = float(np.mean([by_len.get(len(t), (0, ""))[1] == t for t in truth]))
         return scores
 
@@ -455,12 +458,18 @@ class MLMTask(Task):
             lines += [
                 f"whole-word fill-mask on {int(words['fill_mask_sentences'])} held-out sentences (one word of >= 4 "
                 "letters masked in each):",
-                f"  {'decoding':28s} {'right word':>10s} {'a real word':>12s}",
+                f"  {'decoding':28s} {'right word':>10s} {'a real word':>12s} {'distinct':>9s}",
             ]
             for st in STRATEGIES:
-                lines.append(f"  {st:28s} {words[f'word_accuracy_{st}']:10.1%} {words[f'real_word_{st}']:12.1%}")
+                lines.append(
+                    f"  {st:28s} {words[f'word_accuracy_{st}']:10.1%} {words[f'real_word_{st}']:12.1%} "
+                    f"{int(words[f'distinct_real_words_{st}']):9d}"
+                )
             lines.append(f"  {'baseline: most frequent word':28s} {words['word_accuracy_most_frequent']:10.1%}")
-            lines.append("  (right word: the original, ignoring case; a real word: one of the training text)")
+            lines.append(
+                "  (right word: the original, ignoring case; a real word: one of the training text; "
+                "distinct: different real words)"
+            )
         lines.append("fill-mask examples on held-out sentences (iterative decoding):")
         for original, masked, filled in self.fill_mask_examples(model):
             lines += [f"  input : {masked}", f"  output: {filled}", f"  truth : {original}", ""]
