@@ -195,7 +195,8 @@ def train_and_score(model: nn.Module, source: Source, steps: int, lr: float, see
 def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int = 8, **scene) -> dict[str, float]:
     """How much motion signal the procedural pairs carry (no photometric changes): the mean |frame 1 -
     frame 2 sampled at p + flow(p)| against the mean |frame 1 - frame 2| (zero flow), over
-    non-occluded pixels whose target lies inside the frame. A ratio near 1: warping by the true flow
+    non-occluded pixels whose target lies inside the frame; and ``gradient``, frame 1's mean |horizontal
+    pixel difference| (how much local texture a 3×3 patch sees; [0, 1] units). A ratio near 1: warping by the true flow
     explains nothing the frames show, and the motion is not observable from them. ``scene``: more
     :class:`~perceiver_io.data.flow.FlowSceneConfig` fields (e.g. ``texture_detail``)."""
     from perceiver_io.data.flow import FlowPairs
@@ -205,9 +206,10 @@ def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int
     ys, xs = torch.meshgrid(
         torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
     )
-    warp, zero = [], []
+    warp, zero, grad = [], [], []
     for i in range(pairs):
         p = data[i]
+        grad.append(p["frame1"].diff(dim=-1).abs().mean())
         x, y = xs + p["flow"][0], ys + p["flow"][1]
         grid = torch.stack([x, y], -1)[None] / (size - 1) * 2 - 1
         warped = F.grid_sample(p["frame2"][None], grid, align_corners=True)[0]
@@ -221,7 +223,14 @@ def motion_signal(size: int, max_motion: float, textures: str | None, pairs: int
         "warp_residual": w,
         "zero_flow_residual": z,
         "ratio": w / z,
+        "gradient": float(torch.stack(grad).mean()),
     }
+
+
+def noise_gradient(size: int, max_motion: float, local: bool, pairs: int = 8) -> float:
+    """Mean |horizontal pixel difference| of the ``global`` / ``local`` smooth noise, in [0, 1] units."""
+    frames, _ = shifted_noise(pairs, size, max_motion, local, torch.Generator().manual_seed(0))
+    return float(frames[:, 0].diff(dim=-1).abs().mean()) / 2  # frames are in [-1, 1]
 
 
 @torch.no_grad()
@@ -292,13 +301,20 @@ def main(argv: list[str] | None = None) -> dict:
             for size in args.motion_signal or [16, 32, 64]
             for textures in (None, "fashion-mnist")
         ]
-        print("| size | textures | warp residual | zero-flow residual | ratio |\n|---:|---|---:|---:|---:|")
+        print("| size | textures | warp residual | zero-flow residual | ratio | gradient |")
+        print("|---:|---|---:|---:|---:|---:|")
         for r in rows:
             print(
                 f"| {r['size']} | {r['textures']} | {r['warp_residual']:.4f} | "
-                f"{r['zero_flow_residual']:.4f} | {r['ratio']:.2f} |"
+                f"{r['zero_flow_residual']:.4f} | {r['ratio']:.2f} | {r['gradient']:.3f} |"
             )
-        print(json.dumps({"max_motion": args.max_motion[0], "motion_signal": rows}))
+        noise = {
+            f"{kind}@{size}": noise_gradient(size, args.max_motion[0], kind == "local")
+            for size in args.motion_signal or [16, 32, 64]
+            for kind in ("global", "local")
+        }
+        print("gradient of the smooth-noise sources:", ", ".join(f"{k} {v:.3f}" for k, v in noise.items()))
+        print(json.dumps({"max_motion": args.max_motion[0], "data": args.data, "motion_signal": rows, "noise": noise}))
         return {"motion_signal": rows}
     sources, models = args.sources.split(","), args.models.split(",")
     for name, chosen, allowed in (("--sources", sources, SOURCES), ("--models", models, MODELS)):
