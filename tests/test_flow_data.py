@@ -419,3 +419,24 @@ def test_preview_flow_cli_draws_a_row_per_pair(tmp_path):
     assert Image.open(out).size == (4 * 18 + 2, 2 * 18 + 2)  # 4 tiles of 16 px per row, 2 px gaps
     res = CliRunner().invoke(app, ["data", "preview-flow", "-o", str(out), "--split", "nope"])
     assert res.exit_code == 2 and "split must be one of" in res.output
+
+
+def test_preview_flow_cli_exports_pairs_the_evaluator_reads(tmp_path):
+    from typer.testing import CliRunner
+
+    from perceiver_io.cli import app
+    from perceiver_io.tasks.flow import read_pairs_dir
+
+    args = ["data", "preview-flow", "-o", str(tmp_path / "p.png"), "--num-pairs", "2", "--size", "12", "16",
+            "--split", "test", "--texture-families", "noise", "--texture-detail", "1", "2",
+            "--export", str(tmp_path / "pairs")]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    pairs = read_pairs_dir(tmp_path / "pairs")
+    truth = FlowPairs("test", size=(12, 16), length=2, texture_families=("noise",), texture_detail=(1.0, 2.0))
+    assert len(pairs) == 2
+    for got, want in zip(pairs, truth, strict=True):
+        assert torch.equal(got["flow"], want["flow"]) and bool(got["valid"].all())
+        assert (got["frame1"] - want["frame1"]).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+    res = CliRunner().invoke(app, [*args[:-2], "--texture-families", "plaid"])
+    assert res.exit_code == 2 and "texture_families must be" in res.output

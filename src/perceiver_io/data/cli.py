@@ -82,24 +82,53 @@ def preview_flow_cmd(
     size: Annotated[tuple[int, int], typer.Option("--size", help="pair size H W")] = (64, 64),
     split: Annotated[str, typer.Option("--split", help="train, valid or test")] = "train",
     scale: Annotated[int, typer.Option("--scale", min=1, max=16, help="nearest-neighbour magnification")] = 2,
+    texture_families: Annotated[
+        str | None,
+        typer.Option(help="comma-separated texture families (noise, stripes, checker, image); default: all"),
+    ] = None,
+    texture_detail: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="finest lattice spacing of the noise textures, px range LO HI (default 4 8)"),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write each pair to EXPORT/NNNN/ as im0.png, im1.png, forward.flo (exact flow), the "
+            "layout `evaluate flow --pairs` reads and `predict flow` can take"
+        ),
+    ] = None,
 ) -> None:
     """Draw procedural flow pairs as rows of frame 1 | frame 2 | flow (Middlebury colours) | occlusion (black)."""
     from perceiver_io.data.flow import FlowPairs
+    from perceiver_io.flow_io import write_flo
     from perceiver_io.visualize import flow_to_color, save_image_grid
 
+    scene: dict[str, Any] = {}
+    if texture_families:
+        scene["texture_families"] = tuple(f.strip() for f in texture_families.split(","))
+    if texture_detail:
+        scene["texture_detail"] = tuple(texture_detail)
     try:
-        data = FlowPairs(split, size=size, length=num_pairs)
+        data = FlowPairs(split, size=size, length=num_pairs, **scene)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     pairs = [data[i] for i in range(num_pairs)]
     radius = max(float(p["flow"].norm(dim=0).max()) for p in pairs)
     tiles = []
-    for p in pairs:
+    for k, p in enumerate(pairs):
         occ = (~p["occluded"]).float().expand(3, -1, -1)  # occluded pixels black
         flow = flow_to_color(p["flow"].permute(1, 2, 0), max_radius=radius).permute(2, 0, 1).float() / 255
         tiles += [p["frame1"], p["frame2"], flow, occ]
+        if export is not None:
+            folder = export / f"{k:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image_grid([p["frame1"]], folder / "im0.png", padding=0)
+            save_image_grid([p["frame2"]], folder / "im1.png", padding=0)
+            write_flo(folder / "forward.flo", p["flow"].permute(1, 2, 0))
     tiles = [t.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2) for t in tiles]
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image_grid(tiles, out, ncols=4)
+    if export is not None:
+        typer.echo(f"wrote {num_pairs} pairs to {export}/NNNN/ (im0.png, im1.png, forward.flo)")
     typer.echo(f"wrote {out}: {num_pairs} {split} pairs of {size[0]}×{size[1]}, colours saturate at {radius:.1f} px")
