@@ -138,6 +138,10 @@ class Source:
                 "data.textures": textures,
                 "train.batch_size": batch_size,
                 "train.max_steps": steps,
+                # every texture family at the generator's own detail, as these rows were measured before
+                # the task's defaults became fine noise (override with --data)
+                "data.texture_families": None,
+                "data.texture_detail": [4.0, 8.0],
                 **(data or {}),
             }
             if name == "procedural-clean":

@@ -115,7 +115,8 @@ def predict_flow(
     frame2: Annotated[Path, typer.Argument(help="second RGB frame, same size")],
     model: Annotated[Path, typer.Option("--model", help=_MODEL_HELP)],
     out: Annotated[
-        Path, typer.Option(help="colour-coded flow PNG to write (hue = direction, saturation = magnitude)")
+        Path,
+        typer.Option("--out", "-o", help="colour-coded flow PNG to write (hue = direction, saturation = magnitude)"),
     ] = Path("flow.png"),
     wheel: Annotated[
         str,

@@ -134,7 +134,10 @@ def optical_flow_perceiver_small() -> OpticalFlowConfig:
     """The CPU preset of ``perceiver-io train flow``: 64×64 training size, 16 Fourier bands (64 + 66 = 130
     input channels), 128 × 128 latents, 6 self-attention layers (4 heads), widening 2, cross-attention
     keys 64 wide in the encoder and decoder (1.0M parameters; about 0.9 s per training step of 8 pairs
-    on one shared CPU thread)."""
+    on one shared CPU thread). Unlike the published decoder, the query (each pixel's own patches and
+    position) is added to the attention output, and the attention starts at zero
+    (``attention_init="zeros"``): with the published decoder the CPU run stays at zero flow
+    (docs/results.md §5)."""
     return OpticalFlowConfig(
         image_size=(64, 64),
         num_frequency_bands=16,
@@ -150,7 +153,9 @@ def optical_flow_perceiver_small() -> OpticalFlowConfig:
             cross_attention_widening_factor=2,
             self_attention_widening_factor=2,
         ),
-        decoder=_flow_decoder().replace(num_qk_channels=64, num_v_channels=128),
+        decoder=_flow_decoder().replace(
+            num_qk_channels=64, num_v_channels=128, use_query_residual=True, attention_init="zeros"
+        ),
     )
 
 

@@ -46,7 +46,9 @@ class FlowDataConfig(Config):
     (``"auto"``: the cached Fashion-MNIST / MNIST images, fetched first when possible; ``"none"``:
     procedural only; or a data-set name / folder, see :func:`~perceiver_io.data.flow.load_image_pool`).
     ``texture_families`` (``None``: all available) and ``texture_detail``: as in
-    :class:`~perceiver_io.data.flow.FlowSceneConfig`.
+    :class:`~perceiver_io.data.flow.FlowSceneConfig`; the defaults (fine multi-scale noise only) are
+    the textures the CPU preset learns flow from (docs/results.md §5). ``textures`` still supplies the
+    silhouette shapes; ``data.texture_families=[noise,stripes,checker,image]`` restores every family.
     ``num_queries``: pixels decoded per training example (0: all). ``augment_start``: augmentation
     severity at step 0; ``final_fraction``: fraction of the steps in the final phase (no
     augmentation, pairs forward and reversed). ``max_flip``, ``max_gain``, ``max_offset``,
@@ -59,8 +61,8 @@ class FlowDataConfig(Config):
     num_layers: tuple[int, int] = (2, 5)
     max_motion: float | None = None
     textures: str = "auto"
-    texture_families: tuple[str, ...] | None = None
-    texture_detail: tuple[float, float] = (4.0, 8.0)
+    texture_families: tuple[str, ...] | None = ("noise",)
+    texture_detail: tuple[float, float] = (1.0, 1.5)
     seed: int = 0
     num_queries: int = 1024
     augment_start: float = 0.2
