@@ -91,8 +91,6 @@ def fill_mask(
     batch = [texts] if single else list(texts)
     if not batch:
         raise ValueError("texts is empty")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 1 <= top_k <= 256:
         raise ValueError(f"top_k must be in [1, 256], got {top_k}")
     tok = BytesTokenizer()

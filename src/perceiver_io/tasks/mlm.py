@@ -383,16 +383,16 @@ class MLMTask(Task):
         bs = self.config.data.eval_batch_size
         for lo in range(0, len(cases), bs):
             chunk = cases[lo : lo + bs]
+            starts = [1 + len(pre.encode()) for pre, _, _ in chunk]  # the word's first id, after [CLS]
             rows = []
-            for pre, word, post in chunk:
+            for (pre, word, post), lo_w in zip(chunk, starts, strict=True):
                 ids = frame(pre.encode() + b"\0" * len(word) + post.encode(), self.config.data.seq_len)
-                ids[1 + len(pre.encode()) : 1 + len(pre.encode()) + len(word)] = MASK_ID
+                ids[lo_w : lo_w + len(word)] = MASK_ID
                 rows.append(ids)
             ids = torch.stack(rows).to(device)
             filled, _ = fill_masked_ids(model, ids, ids != PAD_ID, strategy)
-            for (pre, word, _), row in zip(chunk, filled.cpu(), strict=True):
-                lo_b = 1 + len(pre.encode())
-                out = (row[lo_b : lo_b + len(word)] - NUM_SPECIAL_TOKENS).tolist()
+            for (_, word, _), lo_w, row in zip(chunk, starts, filled.cpu(), strict=True):
+                out = (row[lo_w : lo_w + len(word)] - NUM_SPECIAL_TOKENS).tolist()
                 guesses.append(bytes(out).decode("utf-8", errors="replace"))
         return guesses
 
