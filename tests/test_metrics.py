@@ -96,6 +96,24 @@ def test_per_image_hand_values():
     assert rows["epe"][0].item() == pytest.approx(4.5) and math.isnan(rows["epe"][1].item())
 
 
+def test_speed_bins_hand_values():
+    """True speeds of the valid pixels: image 0 a 0, b 0, c 100, d sqrt(5); image 1 0 (see _two_images)."""
+    pred, target, valid, occluded = _two_images()
+    m = flow_metrics(pred, target, valid=valid, occluded=occluded, speed_bins=(1, 10))
+    assert m["epe_s0-1"] == pytest.approx((5 + 1 + 2) / 3)  # a, b | image 1
+    assert m["epe_s1-10"] == pytest.approx(0.0)  # d
+    assert m["epe_s10+"] == pytest.approx(4.0)  # c: the bins' top edge is open
+    per = flow_metrics(pred, target, valid=valid, convention="per_image", speed_bins=(1, 10))
+    assert per["epe_s0-1"] == pytest.approx((3.0 + 2.0) / 2)  # image 0 (5 + 1) / 2, image 1 2
+    sintel = flow_metrics(pred, target, valid=valid)  # Sintel's s0-10, s10-40, s40+
+    assert sintel["epe_s0-10"] == pytest.approx(2.0) and sintel["epe_s40+"] == pytest.approx(4.0)
+    assert math.isnan(sintel["epe_s10-40"])  # no pixel in the bin
+    assert FlowMetrics((0.5, 2)).speed_keys == ["epe_s0-0.5", "epe_s0.5-2", "epe_s2+"]
+    for bad in ((10, 10), (0, 5), (5, 1)):
+        with pytest.raises(ValueError, match="speed_bins must be increasing positive"):
+            FlowMetrics(bad)
+
+
 def test_accumulation_is_batch_independent():
     pred, target, valid, occluded = _two_images()
     one = FlowMetrics()
@@ -108,7 +126,7 @@ def test_accumulation_is_batch_independent():
         a, b = one.compute(conv), split.compute(conv)
         assert a.keys() == b.keys()
         for k in a:
-            assert a[k] == pytest.approx(b[k]), k
+            assert a[k] == pytest.approx(b[k], nan_ok=True), k
     split.reset()
     assert split.num_images == 0 and math.isnan(split.compute()["epe"])
 

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from perceiver_io.cli import app
+from perceiver_io.config import ConfigError
 from perceiver_io.flow_io import read_flo, write_flo
 from perceiver_io.inference.flow import FLOW_SCALE_FACTOR
 from perceiver_io.tasks import build_config, get_task_class
@@ -101,6 +102,14 @@ def test_loss_is_the_summed_end_point_error_in_pixels():
     torch.testing.assert_close(task.loss(model, b), expected)
     m = task.evaluate(model.eval(), "valid")
     assert {"loss", "epe", "epe_noc", "px1", "px3", "px5", "fl_all", "epe_per_image"} <= set(m)
+    assert {"epe_s0-1", "epe_s1-3", "epe_s3+"} <= set(m)  # data.speed_bins (1, 3)
+
+
+def test_speed_bins_are_checked_with_the_config():
+    with pytest.raises(
+        ConfigError, match=r"FlowDataConfig.speed_bins must be increasing positive speeds.*\(3.0, 1.0\)"
+    ):
+        build_config("flow", overrides={"data.speed_bins": [3, 1]})
 
 
 def test_copy_warm_up_adds_the_query_reconstruction_error_then_stops():
@@ -158,7 +167,7 @@ def test_train_evaluate_predict_flow_end_to_end(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "flow", *args, f"train.run_dir={run}", "data.baselines=[zero,farneback]"])
     assert res.exit_code == 0, res.output
-    assert "EPE all" in res.output and "farneback" in res.output
+    assert "EPE all" in res.output and "farneback" in res.output and "s3+" in res.output
     summary = json.loads(next(line for line in res.output.splitlines() if line.startswith('{"task": "flow"')))
     assert set(summary["results"]) == {"perceiver", "zero", "farneback"}
     # evaluate the run on the held-out pairs, then on a folder of the user's pairs

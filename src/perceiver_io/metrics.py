@@ -7,6 +7,10 @@ Per pixel, ``EPE = ‖pred - target‖₂`` (px). Over a set of pixels:
 * ``fl``: fraction of outliers, EPE > 3 px **and** EPE > 5 % of ``‖target‖`` (KITTI's Fl; ×100 for
   the percentages KITTI tables report).
 
+``epe_s{lo}-{hi}`` (and ``epe_s{hi}+`` for the last bin): mean EPE over the valid pixels whose true
+speed ``‖target‖`` is in ``[lo, hi)`` px, Sintel's ``s0-10``, ``s10-40``, ``s40+`` for the default
+``speed_bins=(10, 40)``.
+
 All values are fractions, not percentages. Pixel sets ("regions"): ``all`` = valid pixels (keys
 ``epe``, ``px1``, ``px3``, ``px5``, ``fl_all``); when an occlusion mask is given, ``noc`` = valid and not
 occluded (``epe_noc``, …, ``fl_noc``) and ``occ`` = valid and occluded (``epe_occ``, …, ``fl_occ``).
@@ -25,6 +29,7 @@ Two conventions of averaging over a data set:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -111,15 +116,29 @@ class FlowMetrics:
     ``update(pred, target, valid=None, occluded=None)``: ``pred``, ``target`` ``(B, 2, H, W)`` px
     (or ``(2, H, W)``), ``valid`` / ``occluded`` ``(B, H, W)`` bool (or 0/1; default all valid, no
     occlusion mask). Sums are kept per image in float64, so batches of any size and image sizes mix.
+    ``speed_bins``: increasing edges (px) of the true-speed bins of the ``epe_s…`` keys.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, speed_bins: Sequence[float] = (10.0, 40.0)) -> None:
+        edges = tuple(float(b) for b in speed_bins)
+        if any(not b > 0 for b in edges) or any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
+            raise ValueError(f"speed_bins must be increasing positive speeds in px, got {tuple(speed_bins)!r}")
+        self.speed_bins = edges
         self.reset()
+
+    @property
+    def speed_keys(self) -> list[str]:
+        """The keys of the speed bins: ``["epe_s0-10", "epe_s10-40", "epe_s40+"]`` for edges (10, 40)."""
+        lows = (0.0, *self.speed_bins)
+        return [f"epe_s{lo:g}-{hi:g}" for lo, hi in zip(lows[:-1], self.speed_bins, strict=True)] + [
+            f"epe_s{lows[-1]:g}+"
+        ]
 
     def reset(self) -> None:
         """Forget every image seen."""
         self._rows: dict[str, list[Tensor]] = {r: [] for r in _REGIONS}
         self._has_occlusion: list[Tensor] = []
+        self._speed: list[Tensor] = []  # (B, bins, 2) float64: pixel count, sum of EPE
 
     @property
     def num_images(self) -> int:
@@ -145,6 +164,12 @@ class FlowMetrics:
         epe = torch.linalg.vector_norm((p - t).float(), dim=1)
         mag = torch.linalg.vector_norm(t.float(), dim=1)
         self._rows["all"].append(_image_sums(epe, mag, v))
+        bins = torch.bucketize(mag, torch.tensor(self.speed_bins, device=mag.device), right=True)  # (B, H, W)
+        in_bin = v[:, None] & (
+            bins[:, None] == torch.arange(len(self.speed_bins) + 1, device=mag.device)[:, None, None]
+        )
+        e = torch.where(in_bin, epe[:, None].double(), 0.0).flatten(2).sum(2)
+        self._speed.append(torch.stack([in_bin.flatten(2).sum(2).double(), e], dim=-1).cpu())
         if occ is None:
             empty = torch.zeros(shape[0], len(_COLUMNS), dtype=torch.float64)
             self._rows["noc"].append(empty)
@@ -200,6 +225,14 @@ class FlowMetrics:
             for c, val in zip(_COLUMNS[1:], vals, strict=True):
                 key = ("fl_all" if region == "all" else f"fl_{region}") if c == "fl" else f"{c}{suffix}"
                 out[key] = float(val)
+        speed = torch.cat(self._speed) if self._speed else torch.zeros(0, len(self.speed_keys), 2, dtype=torch.float64)
+        for k, key in enumerate(self.speed_keys):
+            count, total = speed[:, k, 0], speed[:, k, 1]
+            if convention == "pooled":
+                out[key] = float(total.sum() / count.sum()) if count.sum() > 0 else math.nan
+            else:
+                keep = count > 0
+                out[key] = float((total[keep] / count[keep]).mean()) if bool(keep.any()) else math.nan
         return out
 
 
@@ -209,8 +242,9 @@ def flow_metrics(
     valid: Tensor | None = None,
     occluded: Tensor | None = None,
     convention: str = "pooled",
+    speed_bins: Sequence[float] = (10.0, 40.0),
 ) -> dict[str, float]:
     """The metrics of one batch (see :class:`FlowMetrics`): ``pred``, ``target`` ``(B, 2, H, W)``."""
-    m = FlowMetrics()
+    m = FlowMetrics(speed_bins)
     m.update(pred, target, valid=valid, occluded=occluded)
     return m.compute(convention)

@@ -54,8 +54,9 @@ class FlowDataConfig(Config):
     augmentation, pairs forward and reversed). ``max_flip``, ``max_gain``, ``max_offset``,
     ``max_noise``: the augmentation at severity 1 (flip probability per axis, per-frame colour gain
     ``1 ± max_gain``, offset ``± max_offset``, noise σ up to ``max_noise``). ``eval_pairs``: held-out
-    pairs per split. ``pairs_dir``: evaluate (test split) on a folder of the user's pairs instead
-    (see :func:`read_pairs_dir`).
+    pairs per split. ``speed_bins``: edges (px) of the true-speed bins whose EPE the report lists
+    (``epe_s0-1``, ``epe_s1-3``, ``epe_s3+``; Sintel's are 10 and 40). ``pairs_dir``: evaluate
+    (test split) on a folder of the user's pairs instead (see :func:`read_pairs_dir`).
     """
 
     num_layers: tuple[int, int] = (2, 5)
@@ -74,6 +75,7 @@ class FlowDataConfig(Config):
     train_pairs: int = 1_000_000
     eval_pairs: int = 256
     eval_batch_size: int = 16
+    speed_bins: tuple[float, ...] = (1.0, 3.0)
     baselines: tuple[str, ...] = ("zero", "farneback", "dis-ultrafast", "dis-fast", "dis-medium")
     pairs_dir: str | None = None
     copy_steps: int = 0
@@ -81,6 +83,10 @@ class FlowDataConfig(Config):
 
     def validate(self) -> None:
         self._positive("train_pairs", "eval_pairs", "eval_batch_size")
+        try:
+            FlowMetrics(self.speed_bins)
+        except ValueError as e:
+            raise ConfigError(f"FlowDataConfig.{e}") from None
         if self.copy_steps < 0 or self.copy_weight < 0:
             raise ConfigError(
                 f"FlowDataConfig.copy_steps and copy_weight must be >= 0, got {self.copy_steps}, {self.copy_weight}"
@@ -304,7 +310,7 @@ class FlowTask(Task):
     def _score(self, predict, split: str, max_batches: int | None = None) -> dict[str, float]:
         pairs = self.eval_pairs(split)
         bs = self.config.data.eval_batch_size
-        metrics = FlowMetrics()
+        metrics = FlowMetrics(self.config.data.speed_bins)
         n = len(pairs) if max_batches is None else min(len(pairs), max_batches * bs)
         for lo in range(0, n, bs):
             batch = [pairs[i] for i in range(lo, min(n, lo + bs))]
@@ -318,7 +324,8 @@ class FlowTask(Task):
     def evaluate(self, model: nn.Module, split: str = "valid", max_batches: int | None = None) -> dict[str, float]:
         out = self._score(lambda batch: self.predict_pairs(model, batch), split, max_batches)
         keys = ("epe", "epe_noc", "epe_occ", "px1", "px3", "px5", "fl_all", "epe_per_image")
-        return {"loss": out["epe"], **{k: out[k] for k in keys if k in out}}
+        speeds = FlowMetrics(self.config.data.speed_bins).speed_keys
+        return {"loss": out["epe"], **{k: out[k] for k in (*keys, *speeds) if k in out}}
 
     def evaluate_baselines(self, split: str = "test") -> dict[str, dict[str, float]]:
         """The same metrics for ``data.baselines`` (zero flow, Farnebäck, DIS presets) on the same pairs."""
@@ -346,18 +353,19 @@ class FlowTask(Task):
         where = self.config.data.pairs_dir or f"{len(pairs)} held-out procedural pairs"
         lines = [
             f"flow, test split ({where}); pixels pooled over the set (EPE/image: per-image mean, then mean "
-            "over images); EPE in px, px1/3/5 and Fl-all in %"
+            "over images); EPE in px, px1/3/5 and Fl-all in %; sA-B: EPE where the true speed is in [A, B) px"
         ]
         nan = float("nan")
+        speeds = FlowMetrics(self.config.data.speed_bins).speed_keys
         lines.append(
             f"{'method':<14}{'EPE all':>9}{'EPE noc':>9}{'EPE occ':>9}{'px1':>7}{'px3':>7}{'px5':>7}{'Fl-all':>8}"
-            f"{'EPE/image':>11}"
+            f"{'EPE/image':>11}" + "".join(f"{k[4:]:>9}" for k in speeds)
         )
         for name, r in rows.items():
             lines.append(
                 f"{name:<14}{r['epe']:>9.3f}{r.get('epe_noc', nan):>9.3f}{r.get('epe_occ', nan):>9.3f}"
                 f"{100 * r['px1']:>7.1f}{100 * r['px3']:>7.1f}{100 * r['px5']:>7.1f}{100 * r['fl_all']:>8.1f}"
-                f"{r['epe_per_image']:>11.3f}"
+                f"{r['epe_per_image']:>11.3f}" + "".join(f"{r[k]:>9.3f}" for k in speeds)
             )
         if note:
             lines.append(note)
