@@ -107,7 +107,7 @@ class FlowDataConfig(Config):
 
 def _flow_train() -> TrainConfig:
     return TrainConfig(
-        max_steps=3000,
+        max_steps=5000,
         batch_size=8,
         lr=1e-3,
         warmup_steps=200,
