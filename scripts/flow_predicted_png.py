@@ -1,8 +1,8 @@
 """The README's flow picture: frame 1 | true flow | ``perceiver-io predict flow`` for held-out test pairs.
 
-Exports the first pairs of a run's test split (``data preview-flow --export`` layout), runs the
-``predict flow`` command on each with one colour scale (``--max-radius``: the largest true speed of
-the pairs drawn), and tiles the three pictures per pair, magnified, into one PNG.
+Writes the first pairs of a run's test split as PNG frames, runs the ``predict flow`` command on
+each with one colour scale (``--max-radius``: the largest true speed of the pairs drawn), and tiles
+the three pictures per pair, magnified, into one PNG.
 
     python scripts/flow_predicted_png.py --run runs/flow-64-p7-5000 -o docs/img/flow_predicted.png
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from perceiver_io.inference.images import load_image
 from perceiver_io.tasks.base import build_config, get_task_class
 from perceiver_io.training.overrides import flatten
 from perceiver_io.training.run import load_run_config
@@ -24,10 +25,8 @@ from perceiver_io.visualize import flow_to_color, save_image_grid
 
 
 def _load_png(path: Path) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())  # (H, W, 3) uint8
+    """``(H, W, 3)`` uint8."""
+    return load_image(path).permute(1, 2, 0).round().to(torch.uint8)
 
 
 def main() -> None:

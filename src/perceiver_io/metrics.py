@@ -28,6 +28,7 @@ Two conventions of averaging over a data set:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -121,7 +122,7 @@ class FlowMetrics:
 
     def __init__(self, speed_bins: Sequence[float] = (10.0, 40.0)) -> None:
         edges = tuple(float(b) for b in speed_bins)
-        if any(not b > 0 for b in edges) or any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
+        if any(not b > 0 for b in edges) or any(a >= b for a, b in itertools.pairwise(edges)):
             raise ValueError(f"speed_bins must be increasing positive speeds in px, got {tuple(speed_bins)!r}")
         self.speed_bins = edges
         self.reset()
@@ -129,10 +130,8 @@ class FlowMetrics:
     @property
     def speed_keys(self) -> list[str]:
         """The keys of the speed bins: ``["epe_s0-10", "epe_s10-40", "epe_s40+"]`` for edges (10, 40)."""
-        lows = (0.0, *self.speed_bins)
-        return [f"epe_s{lo:g}-{hi:g}" for lo, hi in zip(lows[:-1], self.speed_bins, strict=True)] + [
-            f"epe_s{lows[-1]:g}+"
-        ]
+        edges = ["0", *(f"{b:g}" for b in self.speed_bins)]
+        return [f"epe_s{lo}-{hi}" for lo, hi in itertools.pairwise(edges)] + [f"epe_s{edges[-1]}+"]
 
     def reset(self) -> None:
         """Forget every image seen."""

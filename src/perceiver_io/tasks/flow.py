@@ -307,10 +307,13 @@ class FlowTask(Task):
             return list(out)
         return [estimate_flow(model, p["frame1"], p["frame2"]) for p in pairs]
 
+    def _metrics(self) -> FlowMetrics:
+        return FlowMetrics(self.config.data.speed_bins)
+
     def _score(self, predict, split: str, max_batches: int | None = None) -> dict[str, float]:
         pairs = self.eval_pairs(split)
         bs = self.config.data.eval_batch_size
-        metrics = FlowMetrics(self.config.data.speed_bins)
+        metrics = self._metrics()
         n = len(pairs) if max_batches is None else min(len(pairs), max_batches * bs)
         for lo in range(0, n, bs):
             batch = [pairs[i] for i in range(lo, min(n, lo + bs))]
@@ -324,7 +327,7 @@ class FlowTask(Task):
     def evaluate(self, model: nn.Module, split: str = "valid", max_batches: int | None = None) -> dict[str, float]:
         out = self._score(lambda batch: self.predict_pairs(model, batch), split, max_batches)
         keys = ("epe", "epe_noc", "epe_occ", "px1", "px3", "px5", "fl_all", "epe_per_image")
-        speeds = FlowMetrics(self.config.data.speed_bins).speed_keys
+        speeds = self._metrics().speed_keys
         return {"loss": out["epe"], **{k: out[k] for k in (*keys, *speeds) if k in out}}
 
     def evaluate_baselines(self, split: str = "test") -> dict[str, dict[str, float]]:
@@ -356,7 +359,7 @@ class FlowTask(Task):
             "over images); EPE in px, px1/3/5 and Fl-all in %; sA-B: EPE where the true speed is in [A, B) px"
         ]
         nan = float("nan")
-        speeds = FlowMetrics(self.config.data.speed_bins).speed_keys
+        speeds = self._metrics().speed_keys
         lines.append(
             f"{'method':<14}{'EPE all':>9}{'EPE noc':>9}{'EPE occ':>9}{'px1':>7}{'px3':>7}{'px5':>7}{'Fl-all':>8}"
             f"{'EPE/image':>11}" + "".join(f"{k[4:]:>9}" for k in speeds)
